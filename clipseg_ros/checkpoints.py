@@ -1,0 +1,296 @@
+"""Loading and saving CLIPSeg weights: Hugging Face layout, the original decoder files, hub download.
+
+Weights are read with safetensors or `torch.load(weights_only=True)` only: a pickle that would
+run code is refused. Loading is strict: missing, unexpected or mis-shaped keys are an error
+that lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from .model import ClipSeg, ClipSegConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "CIDAS/clipseg-rd64-refined"
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ORIGINAL_SUFFIXES = (".pth", ".pt")
+# Buffers some exports carry that hold no learned state.
+_IGNORABLE = re.compile(r"(^|\.)position_ids$|(^|\.)reduce\.(weight|bias)$")
+
+
+class CheckpointError(RuntimeError):
+    """Weights that cannot be found, read or matched to the model; the message says what to do."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors file, or of a torch file read with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} was refused: it is a pickle that needs more than plain tensors to load "
+            f"(only weights_only loading is allowed, so code inside a checkpoint never runs): "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    except Exception as exc:  # corrupt, truncated or foreign files fail in many ways
+        raise CheckpointError(f"cannot read weights from {path}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors")
+    return data
+
+
+# --- key map between our modules and the Hugging Face CLIPSegForImageSegmentation ------------
+
+_PREFIX_RULES = (
+    (r"^backbone\.clip\.visual\.transformer\.resblocks\.(\d+)\.", r"clip.vision_model.encoder.layers.\1."),
+    (r"^backbone\.clip\.transformer\.resblocks\.(\d+)\.", r"clip.text_model.encoder.layers.\1."),
+    (r"^decoder\.blocks\.(\d+)\.", r"decoder.layers.\1."),
+    (r"^decoder\.trans_conv\.", "decoder.transposed_convolution."),
+)
+_LAYER_RULES = (
+    (r"\.(ln_1|norm1)\.", ".layer_norm1."),
+    (r"\.(ln_2|norm2)\.", ".layer_norm2."),
+    (r"\.(mlp\.c_fc|linear1)\.", ".mlp.fc1."),
+    (r"\.(mlp\.c_proj|linear2)\.", ".mlp.fc2."),
+    (r"\.(attn|self_attn)\.out_proj\.", ".self_attn.out_proj."),
+)
+_FIXED = {
+    "backbone.clip.token_embedding.weight": "clip.text_model.embeddings.token_embedding.weight",
+    "backbone.clip.positional_embedding": "clip.text_model.embeddings.position_embedding.weight",
+    "backbone.clip.ln_final.weight": "clip.text_model.final_layer_norm.weight",
+    "backbone.clip.ln_final.bias": "clip.text_model.final_layer_norm.bias",
+    "backbone.clip.text_projection": "clip.text_projection.weight",
+    "backbone.clip.logit_scale": "clip.logit_scale",
+    "backbone.clip.visual.class_embedding": "clip.vision_model.embeddings.class_embedding",
+    "backbone.clip.visual.conv1.weight": "clip.vision_model.embeddings.patch_embedding.weight",
+    "backbone.clip.visual.positional_embedding": "clip.vision_model.embeddings.position_embedding.weight",
+    "backbone.clip.visual.ln_pre.weight": "clip.vision_model.pre_layrnorm.weight",
+    "backbone.clip.visual.ln_pre.bias": "clip.vision_model.pre_layrnorm.bias",
+    "backbone.clip.visual.ln_post.weight": "clip.vision_model.post_layernorm.weight",
+    "backbone.clip.visual.ln_post.bias": "clip.vision_model.post_layernorm.bias",
+    "backbone.clip.visual.proj": "clip.visual_projection.weight",
+}
+# open_clip keeps projections as (in, out) matrices, transformers as Linear weights (out, in).
+_TRANSPOSED = {"backbone.clip.text_projection", "backbone.clip.visual.proj"}
+_IN_PROJ = re.compile(r"^(.*)\.(?:attn|self_attn)\.in_proj_(weight|bias)$")
+
+
+def hf_names(key: str) -> list[str]:
+    """The Hugging Face key(s) holding our parameter `key` (three for a fused q/k/v projection)."""
+    if key in _FIXED:
+        return [_FIXED[key]]
+    name = key
+    for pattern, repl in _PREFIX_RULES:
+        name = re.sub(pattern, repl, name)
+    fused = _IN_PROJ.match(name)
+    if fused:
+        prefix, kind = fused.groups()
+        return [f"{prefix}.self_attn.{p}_proj.{kind}" for p in "qkv"]
+    for pattern, repl in _LAYER_RULES:
+        name = re.sub(pattern, repl, name)
+    return [name]
+
+
+def state_dict_from_hf(model: ClipSeg, hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict built from a transformers CLIPSegForImageSegmentation state dict (strict)."""
+
+    def gather(key: str, names: list[str]) -> torch.Tensor:
+        tensors = [hf[n] for n in names]
+        value = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
+        return value.t() if key in _TRANSPOSED else value
+
+    return _remap(model, hf, hf_names, gather, source="Hugging Face checkpoint")
+
+
+def state_dict_to_hf(model: ClipSeg) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        names = hf_names(key)
+        value = value.t() if key in _TRANSPOSED else value
+        parts = value.chunk(len(names), dim=0) if len(names) > 1 else (value,)
+        for name, part in zip(names, parts, strict=True):
+            out[name] = part.contiguous()
+    return out
+
+
+def _remap(
+    model: ClipSeg,
+    source_sd: dict[str, torch.Tensor],
+    names_of: Callable[[str], list[str]],
+    gather: Callable[[str, list[str]], torch.Tensor],
+    source: str,
+) -> dict[str, torch.Tensor]:
+    expected = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    missing: list[str] = []
+    bad_shapes: list[str] = []
+    for key, ref in expected.items():
+        names = names_of(key)
+        absent = [n for n in names if n not in source_sd]
+        if absent:
+            missing.extend(absent)
+            continue
+        used.update(names)
+        value = gather(key, names)
+        if value.shape != ref.shape:
+            bad_shapes.append(f"{'+'.join(names)}: {tuple(value.shape)}, expected {tuple(ref.shape)}")
+            continue
+        out[key] = value.to(ref.dtype)
+    unexpected = [k for k in source_sd if k not in used and not _IGNORABLE.search(k)]
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shapes)):
+        if items:
+            problems.append(f"{len(items)} {title}: {_listing(items)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems))
+    return out
+
+
+def _listing(items: Iterable[str], limit: int = 12) -> str:
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+# --- Hugging Face layout ---------------------------------------------------------------------
+
+
+def _resolve_hf_files(source: str, revision: str | None) -> tuple[Path, Path]:
+    directory = Path(source).expanduser()
+    if directory.is_dir():
+        config = directory / "config.json"
+        weights = next((directory / f for f in HF_WEIGHT_FILES if (directory / f).is_file()), None)
+        if not config.is_file() or weights is None:
+            raise CheckpointError(
+                f"{directory} is not a CLIPSeg checkpoint directory: it needs config.json and one of "
+                f"{', '.join(HF_WEIGHT_FILES)}"
+            )
+        return config, weights
+    if Path(source).suffix or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise CheckpointError(
+            f"weights {source!r}: no such directory, and not a hub id like {DEFAULT_WEIGHTS!r}"
+        )
+    return _download_hf(source, revision)
+
+
+def _download_hf(repo_id: str, revision: str | None) -> tuple[Path, Path]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        config = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+        for filename in HF_WEIGHT_FILES:
+            try:
+                return config, Path(hf_hub_download(repo_id, filename, revision=revision))
+            except EntryNotFoundError:
+                continue
+    except Exception as exc:  # offline, no such repo, gated, network down: one message for all
+        raise CheckpointError(
+            f"cannot get {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). On a machine with access run "
+            f"`huggingface-cli download {repo_id} --local-dir DIR`, copy DIR here and pass its path "
+            f"as the weights (--weights DIR, or the node's `weights` parameter)"
+        ) from exc
+    raise CheckpointError(f"hub repository {repo_id!r} has none of {', '.join(HF_WEIGHT_FILES)}")
+
+
+def load_hf(source: str = DEFAULT_WEIGHTS, revision: str | None = None) -> ClipSeg:
+    """A model from a Hugging Face CLIPSeg checkpoint: a local directory or a hub id."""
+    config_path, weights_path = _resolve_hf_files(source, revision)
+    try:
+        config = ClipSegConfig.from_hf_dict(json.loads(config_path.read_text()))
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not a usable CLIPSeg config: {exc}") from exc
+    model = ClipSeg(config)
+    model.load_state_dict(state_dict_from_hf(model, read_state_dict(weights_path)))
+    return model.eval()
+
+
+def save_hf(model: ClipSeg, directory: str | os.PathLike) -> Path:
+    """Write config.json + model.safetensors, loadable by `load_hf` and by transformers."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n")
+    save_file(state_dict_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    return directory
+
+
+# --- the original repository's decoder files + OpenAI CLIP ---------------------------------------
+
+OPENAI_CLIP = "openai"
+
+
+def load_clip_state_dict(source: str = OPENAI_CLIP) -> dict[str, torch.Tensor]:
+    """OpenAI ViT-B/16 weights in open_clip naming: a local file, or open_clip's own download."""
+    if source != OPENAI_CLIP:
+        return read_state_dict(source)
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    try:
+        path = download_pretrained(get_pretrained_cfg("ViT-B-16-quickgelu", "openai"), prefer_hf_hub=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot download OpenAI ViT-B/16 CLIP weights through open_clip ({type(exc).__name__}: {exc}). "
+            "Pass a local open_clip state dict file (safetensors or a weights-only torch file) as clip weights"
+        ) from exc
+    if not path:
+        raise CheckpointError("open_clip found no download for OpenAI ViT-B/16; pass a local clip weights file")
+    return read_state_dict(path)
+
+
+def load_original(
+    decoder_path: str | os.PathLike,
+    clip_weights: str = OPENAI_CLIP,
+    extract_layers: tuple[int, ...] = (3, 6, 9),
+) -> ClipSeg:
+    """A model from the original repository's decoder file (rd64-uni.pth, ...) and CLIP weights."""
+    decoder_sd = read_state_dict(decoder_path)
+    if "film_mul.weight" not in decoder_sd:
+        raise CheckpointError(f"{decoder_path} is not a CLIPSeg decoder state dict (no film_mul.weight)")
+    reduce_dim = decoder_sd["film_mul.weight"].shape[0]
+    config = ClipSegConfig(
+        reduce_dim=reduce_dim,
+        refined_head="trans_conv.0.weight" in decoder_sd,
+        extract_layers=tuple(extract_layers),
+    )
+    model = ClipSeg(config)
+    combined = {f"decoder.{k}": v for k, v in decoder_sd.items()}
+    combined.update({f"backbone.clip.{k}": v for k, v in load_clip_state_dict(clip_weights).items()})
+    state = _remap(
+        model,
+        combined,
+        lambda key: [key],
+        lambda key, names: combined[names[0]],
+        source=f"{decoder_path} + CLIP weights {clip_weights!r}",
+    )
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def load_model(weights: str = DEFAULT_WEIGHTS, clip_weights: str = OPENAI_CLIP) -> ClipSeg:
+    """Any supported checkpoint: a .pth/.pt decoder file of the original repository, else HF layout."""
+    if Path(weights).suffix in ORIGINAL_SUFFIXES:
+        return load_original(weights, clip_weights)
+    return load_hf(weights)
