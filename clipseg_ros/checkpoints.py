@@ -263,17 +263,19 @@ def load_clip_state_dict(source: str = OPENAI_CLIP) -> dict[str, torch.Tensor]:
 def load_original(
     decoder_path: str | os.PathLike,
     clip_weights: str = OPENAI_CLIP,
-    extract_layers: tuple[int, ...] = (3, 6, 9),
+    base_config: ClipSegConfig | None = None,
 ) -> ClipSeg:
-    """A model from the original repository's decoder file (rd64-uni.pth, ...) and CLIP weights."""
+    """A model from the original repository's decoder file (rd64-uni.pth, ...) and CLIP weights.
+
+    The decoder file says its reduce_dim and head; the rest (CLIP's shape, extract_layers)
+    comes from `base_config`, by default ViT-B/16 with the released (3, 6, 9).
+    """
     decoder_sd = read_state_dict(decoder_path)
     if "film_mul.weight" not in decoder_sd:
         raise CheckpointError(f"{decoder_path} is not a CLIPSeg decoder state dict (no film_mul.weight)")
-    reduce_dim = decoder_sd["film_mul.weight"].shape[0]
-    config = ClipSegConfig(
-        reduce_dim=reduce_dim,
+    config = (base_config or ClipSegConfig()).with_changes(
+        reduce_dim=decoder_sd["film_mul.weight"].shape[0],
         refined_head="trans_conv.0.weight" in decoder_sd,
-        extract_layers=tuple(extract_layers),
     )
     model = ClipSeg(config)
     combined = {f"decoder.{k}": v for k, v in decoder_sd.items()}
@@ -289,8 +291,12 @@ def load_original(
     return model.eval()
 
 
-def load_model(weights: str = DEFAULT_WEIGHTS, clip_weights: str = OPENAI_CLIP) -> ClipSeg:
+def load_model(
+    weights: str = DEFAULT_WEIGHTS,
+    clip_weights: str = OPENAI_CLIP,
+    base_config: ClipSegConfig | None = None,
+) -> ClipSeg:
     """Any supported checkpoint: a .pth/.pt decoder file of the original repository, else HF layout."""
     if Path(weights).suffix in ORIGINAL_SUFFIXES:
-        return load_original(weights, clip_weights)
+        return load_original(weights, clip_weights, base_config)
     return load_hf(weights)

@@ -1,0 +1,227 @@
+"""The one entry point: images and prompts in, per-prompt probability maps and masks out.
+
+The backbone runs once per image whatever the number of prompts; the decoder runs once on the
+batch of all (image, prompt) pairs; prompt embeddings come from a bounded cache, so a repeated
+prompt never runs the text or visual encoder again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .cache import EmbeddingCache
+from .checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, load_model
+from .model import ClipSeg
+from .preprocess import ImageLike, as_rgb_tensor, logits_to_probabilities, normalize, to_model_input, to_unit_float
+from .prompts import Tokenizer, clean_prompt
+from .visual_prompt import VisualPrompt, VisualPromptStyle, engineer_visual_prompt
+
+log = logging.getLogger(__name__)
+
+Prompt = str | VisualPrompt
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationResult:
+    """Per-prompt maps of one image, at the image's own size."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # (N, H, W) float32 in [0, 1]
+    threshold: float
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool: probability >= threshold."""
+        return self.probabilities >= self.threshold
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """(N,) float32: the highest probability of each prompt, how sure the model is it is there."""
+        return self.probabilities.reshape(len(self.labels), -1).max(axis=1)
+
+    def label_image(self) -> np.ndarray:
+        """(H, W) uint8: 0 background, k for prompt k (1-based) where it is the likeliest above threshold."""
+        if len(self.labels) > 255:
+            raise ValueError("a uint8 label image holds at most 255 prompts")
+        best = self.probabilities.argmax(axis=0)
+        above = self.probabilities.max(axis=0) >= self.threshold
+        return np.where(above, best + 1, 0).astype(np.uint8)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this machine has no CUDA device; use cpu or auto")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
+    return resolved
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 runs on CUDA only; on the CPU use bf16 or fp32")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 will be emulated and slow")
+    return PRECISIONS[precision]
+
+
+def cpu_has_native_bf16() -> bool:
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX") or bool(
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
+
+
+class Segmenter:
+    def __init__(
+        self,
+        model: ClipSeg,
+        device: str = "auto",
+        precision: str = "fp32",
+        input_size: int | tuple[int, int] = 352,
+        cache_size: int = 256,
+        model_id: str = "model",
+        visual_style: VisualPromptStyle = VisualPromptStyle(),
+        max_prompts: int = 64,
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.precision = precision
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+        if len(size) != 2:
+            raise ValueError(f"input_size must be one or two integers, got {input_size}")
+        model.backbone.token_grid(*size)  # rejects sizes that are not multiples of the patch size
+        self.input_size: tuple[int, int] = size
+        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.model_id = model_id
+        self.visual_style = visual_style
+        self.max_prompts = max_prompts
+        self.tokenizer = Tokenizer(model.config.text.context_length)
+        self.cache = EmbeddingCache(cache_size)
+        # One caller at a time: the node's stream worker and its service share the model.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls, weights: str = DEFAULT_WEIGHTS, clip_weights: str = OPENAI_CLIP, **kwargs
+    ) -> Segmenter:
+        """Load weights (hub id, HF directory, or an original .pth decoder file + CLIP weights)."""
+        return cls(load_model(weights, clip_weights), model_id=weights, **kwargs)
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def _text_embeddings(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        keys = [(self.model_id, "text", t) for t in texts]
+        found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
+        todo = [key for key, value in found.items() if value is None]
+        if todo:
+            tokens = self.tokenizer([key[2] for key in todo]).to(self.device)
+            for key, embedding in zip(todo, self.model.backbone.encode_text(tokens), strict=True):
+                found[key] = embedding
+                self.cache.put(key, embedding)
+        return [found[key] for key in keys]
+
+    def _visual_embeddings(self, prompts: Sequence[VisualPrompt]) -> list[torch.Tensor]:
+        keys = [(self.model_id, "visual", p.content_key(), self.visual_style) for p in prompts]
+        found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
+        todo = {key: p for key, p in zip(keys, prompts, strict=True) if found[key] is None}
+        if todo:
+            inputs = torch.stack([
+                engineer_visual_prompt(
+                    normalize(to_unit_float(p.image, self.device))[0],
+                    torch.from_numpy(p.mask_float()).to(self.device),
+                    self.visual_style,
+                )
+                for p in todo.values()
+            ]).to(self.dtype)
+            for key, embedding in zip(todo, self.model.backbone.encode_image(inputs), strict=True):
+                found[key] = embedding
+                self.cache.put(key, embedding)
+        return [found[key] for key in keys]
+
+    def conditionals(self, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, list[str]]:
+        """(N, projection_dim) conditional vectors and their labels, in prompt order."""
+        if isinstance(prompts, (str, VisualPrompt)):
+            prompts = [prompts]
+        if not prompts:
+            raise ValueError("no prompts: give at least one text or visual prompt")
+        if len(prompts) > self.max_prompts:
+            raise ValueError(f"{len(prompts)} prompts in one call; at most {self.max_prompts}")
+        texts, visuals = [], []
+        for p in prompts:
+            if isinstance(p, VisualPrompt):
+                visuals.append(p)
+                if p.text_weight > 0:
+                    texts.append(clean_prompt(p.text))
+            elif isinstance(p, str):
+                texts.append(clean_prompt(p))
+            else:
+                raise ValueError(f"a prompt is a str or a VisualPrompt, got {type(p).__name__}")
+        with torch.inference_mode():
+            text_emb = iter(self._text_embeddings(texts))
+            visual_emb = iter(self._visual_embeddings(visuals))
+        rows, labels = [], []
+        for p in prompts:
+            if isinstance(p, VisualPrompt):
+                row = next(visual_emb)
+                if p.text_weight > 0:
+                    row = (1 - p.text_weight) * row + p.text_weight * next(text_emb)
+                labels.append(p.name)
+            else:
+                row = next(text_emb)
+                labels.append(clean_prompt(p))
+            rows.append(row)
+        return torch.stack(rows), labels
+
+    # -- segmentation ---------------------------------------------------------------------------
+
+    def segment(self, image: ImageLike, prompts: Sequence[Prompt], threshold: float = 0.5) -> SegmentationResult:
+        """Per-prompt probabilities and masks of one HxWx3 uint8 RGB image, at its own size."""
+        return self.segment_batch([image], prompts, threshold)[0]
+
+    def segment_batch(
+        self, images: Sequence[ImageLike], prompts: Sequence[Prompt], threshold: float = 0.5
+    ) -> list[SegmentationResult]:
+        """Every prompt on every image: one backbone pass over the images, one decoder pass in all."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if not images:
+            raise ValueError("no images to segment")
+        sizes = [tuple(as_rgb_tensor(image).shape[-2:]) for image in images]
+        with self._lock, torch.inference_mode():
+            conditionals, labels = self.conditionals(prompts)
+            n = len(labels)
+            pixels = to_model_input(images, self.input_size, self.device, self.dtype)
+            image_index = torch.arange(len(images), device=self.device).repeat_interleave(n)
+            logits = self.model(pixels, conditionals.repeat(len(images), 1), image_index)
+            results = []
+            for i, size in enumerate(sizes):
+                probabilities = logits_to_probabilities(logits[i * n : (i + 1) * n], size)
+                results.append(SegmentationResult(labels, probabilities, threshold))
+        return results
+
+    def warmup(self) -> None:
+        """One pass at the input size, so the first camera frame does not pay for allocation."""
+        with self._lock, torch.inference_mode():
+            pixels = torch.zeros(1, 3, *self.input_size, device=self.device, dtype=self.dtype)
+            cond = torch.zeros(1, self.model.config.projection_dim, device=self.device, dtype=self.dtype)
+            self.model(pixels, cond)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+    def cache_stats(self) -> dict[str, float]:
+        return self.cache.stats()

@@ -1,0 +1,132 @@
+"""Checkpoint formats and the loader's refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from clipseg_ros.checkpoints import (
+    CheckpointError,
+    load_hf,
+    load_model,
+    load_original,
+    read_state_dict,
+    save_hf,
+    state_dict_to_hf,
+)
+from clipseg_ros.model import ClipSeg
+
+
+def logits(model: ClipSeg, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(1, 3, 96, 96, generator=g)
+    cond = torch.randn(2, model.config.projection_dim, generator=g)
+    with torch.no_grad():
+        return model(pixels, cond, torch.zeros(2, dtype=torch.long))
+
+
+def write_original(model: ClipSeg, directory) -> tuple[str, str]:
+    """The original repository's split: a decoder-only .pth (with its unused `reduce` layer) and
+    CLIP weights in open_clip naming, made from `model`'s weights."""
+    decoder = {k.removeprefix("decoder."): v.clone() for k, v in model.state_dict().items() if k.startswith("decoder.")}
+    decoder["reduce.weight"] = torch.zeros(model.config.reduce_dim, model.config.vision.width)
+    decoder["reduce.bias"] = torch.zeros(model.config.reduce_dim)
+    clip = {k.removeprefix("backbone.clip."): v.clone() for k, v in model.state_dict().items()
+            if k.startswith("backbone.clip.")}
+    decoder_path, clip_path = str(directory / "rd16-uni.pth"), str(directory / "clip.safetensors")
+    torch.save(decoder, decoder_path)
+    save_file(clip, clip_path)
+    return decoder_path, clip_path
+
+
+def test_save_and_load_hf_round_trip(tmp_path, tiny_model):
+    save_hf(tiny_model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["extract_layers"] == [1, 2, 3]
+    reloaded = load_hf(str(tmp_path))
+    assert reloaded.config == tiny_model.config
+    assert torch.equal(logits(reloaded), logits(tiny_model))
+
+
+def test_pytorch_model_bin_is_read_too(tmp_path, tiny_model):
+    save_hf(tiny_model, tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(state_dict_to_hf(tiny_model), tmp_path / "pytorch_model.bin")
+    assert torch.equal(logits(load_hf(str(tmp_path))), logits(tiny_model))
+
+
+def test_original_decoder_file_with_clip_weights_gives_the_same_logits(tmp_path, tiny_config):
+    torch.manual_seed(3)
+    reference = ClipSeg(tiny_config(reduce_dim=16, refined_head=False)).eval()
+    decoder_path, clip_path = write_original(reference, tmp_path)
+    # The original files carry no CLIP shape (they assume ViT-B/16): the tiny test passes its own.
+    loaded = load_original(decoder_path, clip_path, base_config=tiny_config(reduce_dim=64, refined_head=True))
+    assert loaded.config.reduce_dim == 16 and not loaded.config.refined_head
+    assert torch.equal(logits(loaded), logits(reference))
+
+
+def test_original_refined_file_is_detected(tmp_path, tiny_config):
+    reference = ClipSeg(tiny_config(refined_head=True)).eval()
+    decoder_path, clip_path = write_original(reference, tmp_path)
+    loaded = load_model(decoder_path, clip_path, base_config=tiny_config())
+    assert loaded.config.refined_head
+    assert torch.equal(logits(loaded), logits(reference))
+
+
+def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path, tiny_model):
+    save_hf(tiny_model, tmp_path)
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["decoder.film_mul.weight"]
+    weights["decoder.extra_layer.weight"] = torch.zeros(3)
+    weights["decoder.film_add.bias"] = torch.zeros(5)
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError) as error:
+        load_hf(str(tmp_path))
+    message = str(error.value)
+    assert "1 missing: decoder.film_mul.weight" in message
+    assert "1 unexpected: decoder.extra_layer.weight" in message
+    assert "decoder.film_add.bias: (5,), expected (16,)" in message
+
+
+def test_a_pickle_carrying_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"film_mul.weight": Exploit()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_corrupt_and_absent_files_get_clear_errors(tmp_path):
+    corrupt = tmp_path / "model.safetensors"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        read_state_dict(corrupt)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_state_dict(tmp_path / "nope.pth")
+    with pytest.raises(CheckpointError, match="needs config.json"):
+        load_hf(str(tmp_path))
+    with pytest.raises(CheckpointError, match="not a hub id"):
+        load_hf(str(tmp_path / "no" / "such" / "dir"))
+
+
+def test_hub_download_offline_names_the_id_and_the_way_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError) as error:
+        load_hf("CIDAS/clipseg-rd64-refined")
+    assert "CIDAS/clipseg-rd64-refined" in str(error.value)
+    assert "--weights DIR" in str(error.value)

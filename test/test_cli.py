@@ -1,0 +1,48 @@
+"""clipseg-segment on image files, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from clipseg_ros.checkpoints import save_hf
+
+
+def test_cli_writes_masks_probabilities_and_overlays(tmp_path, tiny_model):
+    weights = save_hf(tiny_model, tmp_path / "weights")
+    rng = np.random.default_rng(0)
+    images = []
+    for name, shape in (("kitchen", (90, 120, 3)), ("desk", (64, 64, 3))):
+        path = tmp_path / f"{name}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, shape, dtype=np.uint8))
+        images.append(str(path))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:40, 10:40] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "clipseg_ros.cli", *images, "--prompt", "cup", "--prompt", "Red Mug!",
+         "--visual-prompt", images[1], str(tmp_path / "mask.png"), "--weights", str(weights),
+         "--out", str(out), "--input-size", "64", "96", "--device", "cpu", "--threshold", "0.3"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    mask_png = cv2.imread(str(out / "kitchen_1_red-mug_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask_png.shape == (90, 120) and mask_png.dtype == np.uint8 and set(np.unique(mask_png)) <= {0, 255}
+    probability = cv2.imread(str(out / "kitchen_0_cup_probability.png"), cv2.IMREAD_UNCHANGED)
+    assert probability.dtype == np.uint16 and probability.shape == (90, 120)
+    assert (out / "desk_2_visual-desk_mask.png").exists()
+    overlay = cv2.imread(str(out / "desk_overlay.png"))
+    assert overlay.shape == (64, 64, 3)
+
+
+def test_cli_says_what_to_do_when_weights_are_missing(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "clipseg_ros.cli", "x.png", "--prompt", "cup", "--weights", str(tmp_path / "none")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert run.returncode == 2
+    assert "not a hub id" in run.stderr
