@@ -19,6 +19,7 @@ from clipseg_ros.checkpoints import DEFAULT_WEIGHTS
 PRECISIONS = ("fp32", "fp16", "bf16")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
+INPUT_RELIABILITIES = ("auto", *RELIABILITIES)
 MAX_PROMPTS = 32  # one decoder pass per prompt per frame: beyond this the node cannot keep up with a camera
 
 
@@ -84,7 +85,9 @@ SPECS: dict[str, Spec] = {
         "raw", "raw: subscribe to `image`; compressed: to `image/compressed` (jpeg/png)", check=_choice(TRANSPORTS)
     ),
     "qos.input_reliability": Spec(
-        "best_effort", "input QoS (best_effort matches every camera)", check=_choice(RELIABILITIES)
+        "auto",
+        "input QoS: auto matches the publishers (reliable if all are), else fixed",
+        check=_choice(INPUT_RELIABILITIES),
     ),
     "qos.input_depth": Spec(
         1, "input queue depth (1: latest frame only)", check=lambda v: None if 1 <= v <= 100 else "must be in 1..100"

@@ -45,6 +45,7 @@ from clipseg_ros.ros.image_codec import (
     mask_to_numpy,
     numpy_to_image,
 )
+from clipseg_ros.ros.input_qos import MatchedSubscription
 from clipseg_ros.ros.latest_frame import LatestFrameSlot
 from clipseg_ros.srv import Segment
 
@@ -108,16 +109,16 @@ class SegmentNode(Node):
         self._pub_label_info = self.create_publisher(String, "~/label_info", latched)
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        in_qos = QoSProfile(
-            depth=self._param("qos.input_depth"), reliability=_reliability(self._param("qos.input_reliability"))
-        )
+        depth, reliability = self._param("qos.input_depth"), self._param("qos.input_reliability")
         if self._param("image_transport") == "compressed":
-            self._image_topic = "image/compressed"
-            self.create_subscription(CompressedImage, self._image_topic, self._on_frame, in_qos)
+            self._input = MatchedSubscription(
+                self, CompressedImage, "image/compressed", self._on_frame, depth, reliability
+            )
         else:
-            self._image_topic = "image"
-            self.create_subscription(Image, self._image_topic, self._on_frame, in_qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+            self._input = MatchedSubscription(self, Image, "image", self._on_frame, depth, reliability)
+        self._camera_info_input = MatchedSubscription(
+            self, CameraInfo, "camera_info", self._on_camera_info, depth, reliability
+        )
         self.create_subscription(String, "~/prompt", self._on_prompt, 10)
         self.create_subscription(VisualPromptMsg, "~/visual_prompt", self._on_visual_prompt, 10)
         # The service waits for the model while the worker uses it: its own group keeps it off the
@@ -132,7 +133,7 @@ class SegmentNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: model {self._segmenter.model_id} on {self._segmenter.device} ({self._segmenter.precision}), "
-            f"input {self.resolve_topic_name(self._image_topic)}, prompts {list(self._settings.prompts)}"
+            f"input {self._input.topic}, prompts {list(self._settings.prompts)}"
         )
 
     # -- startup ----------------------------------------------------------------------------------
@@ -300,8 +301,7 @@ class SegmentNode(Node):
             if is_empty(request.image):
                 frame = self._latest_frame
                 if frame is None:
-                    topic = self.resolve_topic_name(self._image_topic)
-                    raise ValueError(f"no image in the request and no frame yet on {topic}")
+                    raise ValueError(f"no image in the request and no frame yet on {self._input.topic}")
                 header, rgb = frame.msg.header, decode_frame(frame.msg)
             else:
                 header, rgb = request.image.header, image_to_rgb(request.image)
