@@ -1,0 +1,175 @@
+"""Engine vs transformers' CLIPSegForImageSegmentation: same random full-size rd64-refined weights.
+
+The HF model is built with random weights, saved with save_pretrained and loaded by our loader,
+so both run the same numbers. Input 352x352. Times are medians after warm-up, in one process;
+peak RSS is measured in one child process per side. Prints a table and writes JSON.
+
+    .venv/bin/python bench/engine_vs_transformers.py [--runs 5] [--json out/bench/engine.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clipseg_ros import Segmenter
+from clipseg_ros.checkpoints import load_hf
+from clipseg_ros.preprocess import normalize
+from clipseg_ros.prompts import Tokenizer
+
+PROMPTS = ["a cup", "the handle", "free floor", "a red mug", "a person", "a chair", "a laptop", "a bottle"]
+TARGETS = {"1 prompt, text cached": 0.85, "4 prompts": 0.30, "8 prompts": 0.18, "1 prompt, bf16 (ours)": 0.5}
+
+
+def make_weights(directory: Path) -> None:
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+    torch.manual_seed(0)
+    config = CLIPSegConfig(vision_config=dict(patch_size=16), reduce_dim=64, use_complex_transposed_convolution=True)
+    model = CLIPSegForImageSegmentation(config)
+    # HF's random init gives logits of +-3000 where sigmoid is flat; scale the last layer so the
+    # logits spread like real weights' (about +-10) and precision comparisons mean something.
+    with torch.no_grad():
+        model.decoder.transposed_convolution[-1].weight.mul_(2e-3)
+        model.decoder.transposed_convolution[-1].bias.mul_(2e-3)
+    model.save_pretrained(directory)
+
+
+def load_transformers(directory: Path):
+    from transformers import CLIPSegForImageSegmentation
+
+    return CLIPSegForImageSegmentation.from_pretrained(directory).eval()
+
+
+def median_time(fn, runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def theirs_call(model, pixels: torch.Tensor, tokens: torch.Tensor):
+    """transformers' documented way: one image copy per prompt, text encoded in the forward."""
+    n = tokens.shape[0]
+    with torch.inference_mode():
+        return model(pixel_values=pixels.expand(n, -1, -1, -1).contiguous(), input_ids=tokens).logits
+
+
+def peak_rss_child(side: str, directory: Path) -> float:
+    """Peak RSS (MiB) of a fresh process that loads the weights and segments 8 prompts once."""
+    out = subprocess.run([sys.executable, __file__, "--child", side, "--weights", str(directory)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(side: str, directory: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (352, 352, 3), dtype=np.uint8)
+    if side == "ours":
+        Segmenter(load_hf(str(directory)), device="cpu", input_size=352).segment(image, PROMPTS)
+    else:
+        pixels = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+        theirs_call(load_transformers(directory), pixels, Tokenizer()(PROMPTS))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
+    if not torch.cuda.is_available():
+        print("GPU: skipped (no CUDA device on this machine)")
+        return {"skipped": "no CUDA device"}
+    results = {}
+    for precision in ("fp32", "fp16"):
+        seg = Segmenter(load_hf(str(directory)), device="cuda", precision=precision, input_size=352)
+        seg.warmup()
+        for n in (1, 8):
+            def run(n=n):
+                seg.segment(image, PROMPTS[:n])
+                torch.cuda.synchronize()
+            t = median_time(run, runs * 4, warmup=3)
+            results[f"{precision} {n} prompt(s)"] = {"seconds": t, "fps": 1 / t}
+    print("GPU:", json.dumps(results, indent=1))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", default="out/bench/engine_vs_transformers.json")
+    parser.add_argument("--child", choices=("ours", "theirs"))
+    parser.add_argument("--weights")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, Path(args.weights))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        make_weights(directory)
+        image = np.random.default_rng(0).integers(0, 256, (352, 352, 3), dtype=np.uint8)
+        pixels = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+        tokenizer = Tokenizer()
+        theirs = load_transformers(directory)
+        ours = Segmenter(load_hf(str(directory)), device="cpu", input_size=352)
+        ours_bf16 = Segmenter(load_hf(str(directory)), device="cpu", precision="bf16", input_size=352)
+
+        def cold(n):
+            def run():
+                ours.cache.clear()
+                ours.segment(image, PROMPTS[:n])
+            return run
+
+        cases = {
+            "1 prompt, text cached": (lambda: ours.segment(image, PROMPTS[:1]), 1),
+            "1 prompt, cold text": (cold(1), 1),
+            "4 prompts": (lambda: ours.segment(image, PROMPTS[:4]), 4),
+            "8 prompts": (lambda: ours.segment(image, PROMPTS[:8]), 8),
+            "8 prompts, cold text": (cold(8), 8),
+            "1 prompt, bf16 (ours)": (lambda: ours_bf16.segment(image, PROMPTS[:1]), 1),
+        }
+        rows = {}
+        theirs_times = {}
+        for name, (fn, n) in cases.items():
+            if n not in theirs_times:
+                tokens = tokenizer(PROMPTS[:n])
+                theirs_times[n] = median_time(lambda t=tokens: theirs_call(theirs, pixels, t), args.runs)
+            t_ours = median_time(fn, args.runs)
+            rows[name] = {"ours_s": t_ours, "transformers_s": theirs_times[n], "ratio": t_ours / theirs_times[n],
+                          "target": TARGETS.get(name)}
+
+        fp32 = ours.segment(image, PROMPTS[:1]).probabilities
+        bf16 = ours_bf16.segment(image, PROMPTS[:1]).probabilities
+        bf16_diff = float(np.abs(fp32 - bf16).max())
+        memory = {side: peak_rss_child(side, directory) for side in ("ours", "theirs")}
+        gpu = gpu_section(directory, image, args.runs)
+
+    print(f"\nCLIPSeg rd64-refined, 352x352, CPU fp32 ({torch.get_num_threads()} threads), median of {args.runs}")
+    print(f"{'case':26} {'ours ms':>9} {'transformers ms':>16} {'ratio':>7} {'target':>7}")
+    for name, r in rows.items():
+        target = f"<={r['target']}" if r["target"] else ""
+        ok = "" if r["target"] is None else ("  met" if r["ratio"] <= r["target"] else "  MISSED")
+        print(f"{name:26} {r['ours_s']*1e3:9.1f} {r['transformers_s']*1e3:16.1f} {r['ratio']:7.3f} {target:>7}{ok}")
+    print(f"bf16 vs fp32 max |dp| (ours): {bf16_diff:.4f} (target <= 0.05)")
+    print(f"peak RSS, 8 prompts, fresh process: ours {memory['ours']:.0f} MiB, "
+          f"transformers {memory['theirs']:.0f} MiB, ratio {memory['ours'] / memory['theirs']:.2f}")
+    report = {"cases": rows, "bf16_max_abs_diff": bf16_diff, "peak_rss_mib": memory, "gpu": gpu,
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
