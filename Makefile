@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 BUILD_DIR   ?= build/venv
 REQS        := requirements/runtime.txt requirements/ros.txt requirements/test.txt
 ROS_ENV     := AMENT_PREFIX_PATH=$(abspath $(VENV)) CMAKE_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
-DEMO_ARGS   ?=
+DEMO_ARGS   ?= --fallback-random-weights
 
 .PHONY: setup deps interfaces test lint demo bench clean
 
