@@ -1,0 +1,91 @@
+"""What every dataset reader gives training and evaluation: annotated phrase-mask pairs on images.
+
+A reader (PhraseCut, the folder format) lists `Annotation`s: which image, which phrase, and how to draw the
+phrase's mask. Images and masks are loaded only when a sample needs them, so a reader over 300k PhraseCut
+phrases costs its annotation file and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Annotation:
+    image_path: Path
+    phrase: str
+    # (height, width) of the loaded image -> bool mask (H, W); readers differ in how masks are stored
+    draw_mask: Callable[[tuple[int, int]], np.ndarray]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); grey and alpha images are converted."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # always 3 channels, BGR
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class SegmentationSource(Sequence[Annotation]):
+    """A list of annotations with the look-ups PhraseCut+ sampling needs."""
+
+    def __init__(self, annotations: list[Annotation], name: str):
+        if not annotations:
+            raise ValueError(f"{name}: no annotations")
+        self.annotations = annotations
+        self.name = name
+        by_phrase: dict[str, list[int]] = {}
+        by_image: dict[Path, set[str]] = {}
+        for index, annotation in enumerate(annotations):
+            by_phrase.setdefault(annotation.phrase, []).append(index)
+            by_image.setdefault(annotation.image_path, set()).add(annotation.phrase)
+        self.indices_by_phrase = by_phrase
+        self.phrases_by_image = by_image
+        self.phrases = sorted(by_phrase)
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's own signature
+        return self.annotations[index]
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image RGB uint8 (H, W, 3) and mask bool (H, W) of annotation `index`."""
+        annotation = self.annotations[index]
+        image = read_rgb(annotation.image_path)
+        mask = annotation.draw_mask(image.shape[:2])
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{annotation.image_path}: mask {mask.shape} does not match the image {image.shape[:2]}"
+            )
+        return image, mask
+
+    def by_image(self) -> dict[Path, list[int]]:
+        """Annotation indices grouped by image, in first-seen order (evaluation runs each image once)."""
+        groups: dict[Path, list[int]] = {}
+        for index, annotation in enumerate(self.annotations):
+            groups.setdefault(annotation.image_path, []).append(index)
+        return groups
+
+
+def open_source(path: str | Path, split: str | None = None) -> SegmentationSource:
+    """The reader for a dataset directory: PhraseCut (refer_*.json / refvg_*.json) or the folder format."""
+    from .folder_dataset import FolderSource, is_folder_dataset
+    from .phrasecut import PhraseCutSource, is_phrasecut
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset directory {root} does not exist")
+    if is_phrasecut(root):
+        return PhraseCutSource(root, split or "train")
+    if is_folder_dataset(root):
+        return FolderSource(root, split)
+    raise ValueError(
+        f"{root} is neither a PhraseCut directory (refer_<split>.json + images/) nor a folder dataset "
+        "(annotations.jsonl or annotations.csv); see clipseg_ros/train/folder_dataset.py"
+    )
