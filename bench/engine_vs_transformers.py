@@ -63,7 +63,7 @@ def median_time(fn, runs: int, warmup: int = 1) -> float:
 
 
 def theirs_call(model, pixels: torch.Tensor, tokens: torch.Tensor):
-    """transformers' documented way: one image copy per prompt, text encoded in the forward."""
+    """Transformers' documented way: one image copy per prompt, text encoded in the forward."""
     n = tokens.shape[0]
     with torch.inference_mode():
         return model(pixel_values=pixels.expand(n, -1, -1, -1).contiguous(), input_ids=tokens).logits
@@ -95,7 +95,7 @@ def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
         seg = Segmenter(load_hf(str(directory)), device="cuda", precision=precision, input_size=352)
         seg.warmup()
         for n in (1, 8):
-            def run(n=n):
+            def run(n=n, seg=seg):
                 seg.segment(image, PROMPTS[:n])
                 torch.cuda.synchronize()
             t = median_time(run, runs * 4, warmup=3)

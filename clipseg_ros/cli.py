@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 cv2.imwrite(f"{base}_probability.png", np.round(result.probabilities[k] * 65535).astype(np.uint16))
         overlay = render_overlay(image, result.label_image(), result.labels, args.alpha)
         cv2.imwrite(str(out / f"{stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-        log.info("%s: %s", path, ", ".join(f"{l}={s:.2f}" for l, s in zip(result.labels, result.scores)))
+        scores = zip(result.labels, result.scores, strict=True)
+        log.info("%s: %s", path, ", ".join(f"{name}={score:.2f}" for name, score in scores))
     return 1 if failures else 0
 
 

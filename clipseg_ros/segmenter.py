@@ -95,7 +95,7 @@ class Segmenter:
         input_size: int | tuple[int, int] = 352,
         cache_size: int = 256,
         model_id: str = "model",
-        visual_style: VisualPromptStyle = VisualPromptStyle(),
+        visual_style: VisualPromptStyle | None = None,
         max_prompts: int = 64,
     ):
         self.device = resolve_device(device)
@@ -108,7 +108,7 @@ class Segmenter:
         self.input_size: tuple[int, int] = size
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.model_id = model_id
-        self.visual_style = visual_style
+        self.visual_style = visual_style or VisualPromptStyle()
         self.max_prompts = max_prompts
         self.tokenizer = Tokenizer(model.config.text.context_length)
         self.cache = EmbeddingCache(cache_size)

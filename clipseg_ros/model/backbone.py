@@ -32,6 +32,23 @@ def build_open_clip(config: ClipSegConfig) -> CLIP:
     return CLIP(config.projection_dim, vision_cfg, text_cfg, quick_gelu=True)
 
 
+def run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An open_clip ResidualAttentionBlock (no mask) with scaled_dot_product_attention.
+
+    Same weights and numbers as the block's own forward, whose MultiheadAttention path is
+    about 10 % slower per block on CPU at 485 tokens (A/B measured in one process).
+    """
+    attn = block.attn
+    y = block.ln_1(x)
+    b, t, c = y.shape
+    heads = attn.num_heads
+    qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, t, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, c)
+    x = x + block.ls_1(attn.out_proj(out))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 class ClipBackbone(nn.Module):
     """CLIP's text and image embeddings, and the query image's token activations.
 
@@ -102,7 +119,7 @@ class ClipBackbone(nn.Module):
         wanted = set(layers)
         taken: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.clip.visual.transformer.resblocks[: max(layers) + 1]):
-            x = block(x)
+            x = run_block(block, x)
             if index in wanted:
                 taken[index] = x
         return [taken[i] for i in layers], grid
@@ -111,7 +128,8 @@ class ClipBackbone(nn.Module):
         """CLIP image embedding (projection_dim) of each image; used for visual prompts."""
         visual = self.clip.visual
         x, _ = self._embed(pixels)
-        x = visual.transformer(x)
+        for block in visual.transformer.resblocks:
+            x = run_block(block, x)
         pooled = visual.ln_post(x[:, 0])
         return pooled @ visual.proj
 
