@@ -115,7 +115,7 @@ class DemoRun:
             if code is not None:
                 print(f"demo: the segment node exited with code {code}", file=sys.stderr)
                 return code
-            self._spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=1.0"])
+            self._spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0"])
             written = self._topic_phase(client) + self._service_phase(client)
             self._summary(client, written)
             return 0
