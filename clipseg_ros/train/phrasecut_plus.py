@@ -90,6 +90,7 @@ class PhraseCutPlus(Dataset):
             "target": resize_mask(mask, self.options.image_size),
             "text": template.format(phrase),
             "phrase": phrase,
+            "index": index,  # the query's annotation in the source
             "support": support,
             "text_weight": float(rng.uniform(0.0, MAX_TEXT_WEIGHT)) if has_support else 1.0,
         }
