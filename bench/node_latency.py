@@ -1,0 +1,181 @@
+"""The segment node under a 30 Hz camera: latency, overhead over the model, drops, backlog, memory.
+
+A client (this process) publishes 640x480 rgb8 frames at --rate to a node started in its own
+process, and for each mask received measures the end-to-end latency (frame stamp to mask
+received). The node's model time comes from its /diagnostics (inference_ms_mean). The newest
+output's age (now minus the stamp of the newest mask) is sampled every 50 ms: with a latest-frame
+policy it stays below about two model times; a backlog would make it grow without bound. The
+node's RSS is read from /proc at the start and end of the run.
+
+    .venv/bin/python bench/node_latency.py [--frames 300] [--models tiny full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+
+from clipseg_ros.checkpoints import save_hf
+from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
+from clipseg_ros.ros.image_codec import numpy_to_image
+
+MODELS = {
+    "tiny": ClipSegConfig(vision=VisionConfig(width=48, layers=5, heads=2, mlp_dim=96, image_size=64),
+                          text=TextConfig(width=32, layers=2, heads=2, mlp_dim=64), projection_dim=24,
+                          extract_layers=(1, 2, 3), reduce_dim=16, decoder_mlp_dim=32),
+    "full": ClipSegConfig(),
+}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Client(Node):
+    def __init__(self, frame: np.ndarray):
+        super().__init__("node_bench_client")
+        # Reliable, as most camera drivers publish (SystemDefaults): best-effort 900 kB frames over
+        # Fast DDS UDP fragments lose most frames in transport, which would measure DDS, not the node.
+        self.pub = self.create_publisher(Image, "/image", QoSProfile(depth=1))
+        self.template = numpy_to_image(frame, "rgb8")
+        self.template.header.frame_id = "bench_camera"
+        self.latencies: list[float] = []
+        self.newest_stamp: float | None = None
+        self.diagnostics: dict[str, str] = {}
+        self.create_subscription(Image, "/clipseg/mask", self.on_mask, QoSProfile(depth=1))
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
+
+    def publish_frame(self) -> None:
+        self.template.header.stamp = self.get_clock().now().to_msg()
+        self.pub.publish(self.template)
+
+    def on_mask(self, msg: Image) -> None:
+        now = time.time()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.latencies.append(now - stamp)
+        self.newest_stamp = stamp
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "segmentation" in status.name:
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+
+def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
+    torch.manual_seed(0)
+    weights = save_hf(ClipSeg(MODELS[name]), workdir / name)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "clipseg_ros.ros.segment_node", "--ros-args", "-p", f"weights:={weights}",
+         "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn"],
+        cwd=workdir,
+    )
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    client = Client(frame)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        deadline = time.time() + 180
+        while not client.latencies:  # until the node is up, matched and has produced a mask
+            if node.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"node for {name} did not produce a mask (exit {node.poll()})")
+            client.publish_frame()
+            time.sleep(0.5)
+        client.latencies.clear()
+        rss_start = rss_mib(node.pid)
+        ages = []
+        period = 1.0 / rate
+        start = time.perf_counter()
+        for i in range(frames):
+            client.publish_frame()
+            target = start + (i + 1) * period
+            while (now := time.perf_counter()) < target:
+                if client.newest_stamp is not None:
+                    ages.append(time.time() - client.newest_stamp)
+                time.sleep(min(0.05, max(0.0, target - now)))
+        elapsed = time.perf_counter() - start
+        model_ms = float(client.diagnostics.get("inference_ms_mean", "nan"))
+        time.sleep(max(1.5, 3 * model_ms / 1000))  # let the last frame's mask arrive
+        model_ms = float(client.diagnostics.get("inference_ms_mean", "nan"))
+        rss_end = rss_mib(node.pid)
+        received = len(client.latencies)
+        median_ms = 1000 * statistics.median(client.latencies)
+        return {
+            "frames_published": frames,
+            "masks_received": received,
+            "output_rate_hz": received / elapsed,
+            "input_rate_hz": frames / elapsed,
+            "dropped": frames - received,
+            "node_reported_dropped": client.diagnostics.get("frames_dropped"),
+            "latency_ms_median": median_ms,
+            "latency_ms_p90": 1000 * float(np.percentile(client.latencies, 90)),
+            "model_ms_mean": model_ms,
+            "overhead_ms": median_ms - model_ms,
+            "newest_output_age_ms_median": 1000 * statistics.median(ages),
+            "newest_output_age_ms_p95": 1000 * float(np.percentile(ages, 95)),
+            "newest_output_age_ms_max": 1000 * max(ages),
+            "age_p95_over_model_time": float(np.percentile(ages, 95)) * 1000 / model_ms,
+            "node_rss_mib_start": rss_start,
+            "node_rss_mib_end": rss_end,
+        }
+    finally:
+        executor.shutdown()
+        client.destroy_node()
+        node.terminate()
+        node.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--models", nargs="+", default=["tiny", "full"], choices=sorted(MODELS))
+    parser.add_argument("--json", default="out/bench/node_latency.json")
+    args = parser.parse_args()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(102, 200) % 100 + 1))
+    rclpy.init()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            results[name] = run_model(name, args.frames, args.rate, Path(tmp))
+    rclpy.shutdown()
+    print(f"\nsegment node, 640x480 rgb8 at {args.rate:.0f} Hz, {args.frames} frames, CPU, 1 prompt")
+    keys = ["input_rate_hz", "output_rate_hz", "dropped", "latency_ms_median", "latency_ms_p90", "model_ms_mean",
+            "overhead_ms", "newest_output_age_ms_median", "newest_output_age_ms_p95", "newest_output_age_ms_max",
+            "age_p95_over_model_time", "node_rss_mib_start",
+            "node_rss_mib_end"]
+    print(f"{'':28}" + "".join(f"{m:>12}" for m in results))
+    for key in keys:
+        print(f"{key:28}" + "".join(f"{float(r[key]):12.1f}" for r in results.values()))
+    print("targets: overhead_ms <= 10; for a model slower than the frame period, age_p95_over_model_time <= 2; "
+          "node RSS flat")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
