@@ -47,7 +47,7 @@ def test_miou_averages_groups_iou_fg_pools_pixels():
     r = m.at(0.3)
     assert r["mIoU"] == pytest.approx((1 + 1 / 3) / 2)
     assert r["IoU_FG"] == pytest.approx(5 / 7)
-    assert m.phrases == 2 and m.samples == 2
+    assert m.groups == 2 and m.samples == 2
 
 
 def test_same_group_is_pooled_before_averaging():

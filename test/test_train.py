@@ -20,7 +20,7 @@ from clipseg_ros.train.init_model import initial_model
 from clipseg_ros.train.phrasecut_plus import PhraseCutPlus, SamplingOptions
 from clipseg_ros.train.sources import open_source
 from clipseg_ros.train.synthetic import generate_synthetic
-from clipseg_ros.train.trainer import STATE_FILE, TrainOptions, Trainer, conditionals, train
+from clipseg_ros.train.trainer import STATE_FILE, Trainer, TrainOptions, conditionals, train
 
 SIZE = 64
 # A random CLIP's text encoder gives templated prompts ("a photo of a red circle.") nearly the same

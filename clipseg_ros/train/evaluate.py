@@ -37,7 +37,9 @@ class EvalOptions:
             raise ValueError("the prompt template needs a {} for the phrase")
 
 
-def evaluate(segmenter: Segmenter, source: SegmentationSource, options: EvalOptions = EvalOptions()) -> SegmentationMetrics:
+def evaluate(
+    segmenter: Segmenter, source: SegmentationSource, options: EvalOptions = EvalOptions()
+) -> SegmentationMetrics:
     metrics = SegmentationMetrics(threshold_grid(include=(options.threshold,)))
     rng = np.random.default_rng(options.seed)
     groups = list(source.by_image().items())[: options.limit]

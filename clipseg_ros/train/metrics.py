@@ -2,12 +2,14 @@
 
 Definitions (CLIPSeg, Lüddecke & Ecker 2022, and its PhraseCut tables):
 - IoU_FG: foreground IoU of the whole set, tp / (tp + fp + fn) summed over all pixels of all samples;
-- mIoU: the mean over phrases (classes) of each phrase's foreground IoU, summed over its samples;
+- mIoU: the mean over groups of each group's foreground IoU, its pixels summed over its samples; a group is
+  whatever key `add` gets: a phrase (class) or a single phrase-region sample (PhraseCut's grouping);
 - IoU_BIN: the mean of foreground and background IoU of the whole set;
 - AP: average precision of the pixel probabilities against the foreground pixels.
 
-A pixel is predicted foreground when its probability is at least the threshold, as the engine's masks. Counts are kept for a fixed
-grid of thresholds, so the threshold sweep, the precision-recall curve and AP come from one pass over the data.
+A pixel is predicted foreground when its probability is at least the threshold, as in the engine's masks.
+Counts are kept for a fixed grid of thresholds, so the threshold sweep, the precision-recall curve and AP
+come from one pass over the data.
 An IoU whose union is empty (nothing to find, nothing predicted) is 1.0: that answer is right, and a set of
 negative samples should score perfect when the model stays silent on them.
 """
@@ -55,13 +57,14 @@ class SegmentationMetrics:
         self._tp = np.zeros(n, dtype=np.int64)
         self._fg_pixels = 0
         self._pixels = 0
-        self._by_phrase: dict[str, list[np.ndarray]] = defaultdict(
+        self._by_group: dict[str, list[np.ndarray]] = defaultdict(
             lambda: [np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(1, np.int64)]
         )
         self.samples = 0
 
-    def add(self, probabilities: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, phrase: str) -> None:
-        """One sample: foreground probabilities (H, W) and its ground-truth mask (H, W, nonzero = fg)."""
+    def add(self, probabilities: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, group: str) -> None:
+        """One sample: foreground probabilities (H, W), its ground-truth mask (H, W, nonzero = fg) and
+        the mIoU group it counts towards."""
         probs = torch.as_tensor(probabilities).detach().reshape(-1).to("cpu", torch.float64)
         fg = torch.as_tensor(target).detach().reshape(-1).to("cpu") > 0.5
         if probs.numel() != fg.numel():
@@ -73,10 +76,10 @@ class SegmentationMetrics:
         self._tp += tp
         self._fg_pixels += n_fg
         self._pixels += fg.numel()
-        phrase_positive, phrase_tp, phrase_fg = self._by_phrase[phrase]
-        phrase_positive += positive
-        phrase_tp += tp
-        phrase_fg += n_fg
+        group_positive, group_tp, group_fg = self._by_group[group]
+        group_positive += positive
+        group_tp += tp
+        group_fg += n_fg
         self.samples += 1
 
     def _above_each_threshold(self, probs: torch.Tensor) -> np.ndarray:
@@ -103,12 +106,12 @@ class SegmentationMetrics:
         return 0.5 * (_iou(c.tp, c.fp, c.fn) + _iou(c.tn, c.fn, c.fp))
 
     def miou(self) -> np.ndarray:
-        if not self._by_phrase:
+        if not self._by_group:
             return np.full(len(self.thresholds), np.nan)
-        per_phrase = [
-            _iou(tp, positive - tp, fg[0] - tp) for positive, tp, fg in self._by_phrase.values()
+        per_group = [
+            _iou(tp, positive - tp, fg[0] - tp) for positive, tp, fg in self._by_group.values()
         ]
-        return np.mean(per_phrase, axis=0)
+        return np.mean(per_group, axis=0)
 
     def precision_recall(self) -> tuple[np.ndarray, np.ndarray]:
         """Precision and recall per threshold; precision is 1.0 where nothing is predicted."""
@@ -157,5 +160,5 @@ class SegmentationMetrics:
         }
 
     @property
-    def phrases(self) -> int:
-        return len(self._by_phrase)
+    def groups(self) -> int:
+        return len(self._by_group)

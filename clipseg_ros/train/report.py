@@ -41,7 +41,7 @@ def build_report(metrics: SegmentationMetrics, threshold: float, info: dict[str,
     return {
         **info,
         "samples": metrics.samples,
-        "miou_groups": metrics.phrases,
+        "miou_groups": metrics.groups,
         "units": "metrics, best and paper_reference in percent; sweep in fractions",
         "metrics": {"threshold": threshold, **{k: _percent(v) for k, v in headline.items()}},
         "best": best,

@@ -52,7 +52,9 @@ def draw_shape(shape: str, centre: tuple[int, int], radius: int, size: int) -> n
     return mask.astype(bool)
 
 
-def synthetic_scene(rng: np.random.Generator, size: int, positional: bool) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+def synthetic_scene(
+    rng: np.random.Generator, size: int, positional: bool
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """An RGB image and its (phrase, mask) annotations."""
     image = textured_background(rng, size)
     count = int(rng.integers(2, 4))

@@ -21,7 +21,7 @@ from ..checkpoints import DEFAULT_WEIGHTS, CheckpointError
 from .init_model import initial_model
 from .phrasecut_plus import PROMPT_TEMPLATES, PhraseCutPlus, SamplingOptions
 from .sources import open_source
-from .trainer import LOG_FILE, STATE_FILE, TrainOptions, Trainer
+from .trainer import LOG_FILE, STATE_FILE, Trainer, TrainOptions
 
 log = logging.getLogger("clipseg-train")
 
@@ -42,13 +42,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="run directory: checkpoint, resumable state, loss log")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--init", default=None,
-                       help=f"checkpoint to start from: hub id, HF directory or original .pth (default {DEFAULT_WEIGHTS})")
+                       help=f"checkpoint to start from: hub id, HF directory or .pth (default {DEFAULT_WEIGHTS})")
     start.add_argument("--clip-weights", default=None,
-                       help="train a fresh decoder on these CLIP ViT-B/16 weights: 'openai' or an open_clip state dict")
+                       help="fresh decoder on these CLIP ViT-B/16 weights: 'openai' or an open_clip state dict")
     p.add_argument("--fresh-decoder", action="store_true", help="keep only the CLIP of --init; new decoder")
     p.add_argument("--extract-layers", type=layer_list, default=None,
-                   help="CLIP blocks the decoder reads: 3,7,9 (paper) or 3,6,9 (released weights); implies a fresh decoder")
-    p.add_argument("--reduce-dim", type=int, default=None, help="decoder width D (64, 16, 128); implies a fresh decoder")
+                   help="CLIP blocks the decoder reads: 3,7,9 (paper) or 3,6,9 (released); implies a fresh decoder")
+    p.add_argument("--reduce-dim", type=int, default=None,
+                   help="decoder width D (64, 16, 128); implies a fresh decoder")
     p.add_argument("--head", choices=("refined", "plain"), default=None,
                    help="upsampling head: refined (rd64-refined) or plain transposed conv; implies a fresh decoder")
     p.add_argument("--steps", type=int, default=TrainOptions.steps)

@@ -170,7 +170,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                 if self.step % options.log_every == 0 or self.step == options.steps:
-                    record = {"step": self.step, "loss": sum(window) / len(window), "lr": self.scheduler.get_last_lr()[0]}
+                    lr = self.scheduler.get_last_lr()[0]
+                    record = {"step": self.step, "loss": sum(window) / len(window), "lr": lr}
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                     window.clear()
