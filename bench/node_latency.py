@@ -34,13 +34,11 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
+from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import numpy_to_image
 
 MODELS = {
-    "tiny": ClipSegConfig(vision=VisionConfig(width=48, layers=5, heads=2, mlp_dim=96, image_size=64),
-                          text=TextConfig(width=32, layers=2, heads=2, mlp_dim=64), projection_dim=24,
-                          extract_layers=(1, 2, 3), reduce_dim=16, decoder_mlp_dim=32),
+    "tiny": ClipSegConfig.tiny(),
     "full": ClipSegConfig(),
 }
 

@@ -9,20 +9,11 @@ import pytest
 import torch
 
 from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
+from clipseg_ros.model import ClipSeg, ClipSegConfig
 
 
 def make_tiny_config(**changes) -> ClipSegConfig:
-    """A few-hundred-kilobyte CLIPSeg with the real tokenizer's vocabulary and patch size."""
-    config = ClipSegConfig(
-        vision=VisionConfig(width=48, layers=5, heads=2, mlp_dim=96, patch_size=16, image_size=64),
-        text=TextConfig(width=32, layers=2, heads=2, mlp_dim=64),
-        projection_dim=24,
-        extract_layers=(1, 2, 3),
-        reduce_dim=16,
-        decoder_mlp_dim=32,
-    )
-    return config.with_changes(**changes)
+    return ClipSegConfig.tiny().with_changes(**changes)
 
 
 @pytest.fixture

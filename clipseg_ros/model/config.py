@@ -71,6 +71,22 @@ class ClipSegConfig:
         return presets[name]
 
     @classmethod
+    def tiny(cls) -> ClipSegConfig:
+        """A few-hundred-kilobyte shape for tests, benchmarks and smoke runs; untrained it means nothing.
+
+        Keeps what the code paths depend on: the real tokenizer's vocabulary, patch size 16, the
+        refined head, and a block after the last extract layer (so early stop has one to skip).
+        """
+        return cls(
+            vision=VisionConfig(width=48, layers=5, heads=2, mlp_dim=96, patch_size=16, image_size=64),
+            text=TextConfig(width=32, layers=2, heads=2, mlp_dim=64),
+            projection_dim=24,
+            extract_layers=(1, 2, 3),
+            reduce_dim=16,
+            decoder_mlp_dim=32,
+        )
+
+    @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> ClipSegConfig:
         v = d.get("vision_config", {})
         t = d.get("text_config", {})
