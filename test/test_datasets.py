@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import cv2
 import numpy as np
@@ -70,6 +71,13 @@ def test_phrasecut_reader_draws_the_union_of_instance_polygons(phrasecut_dir):
     expected[2:6, 2:10] = True  # polygon corners are inside (x 2..9, y 2..5)
     expected[12:16, 12:16] = True
     np.testing.assert_array_equal(mask, expected)
+
+
+def test_sources_pickle_for_spawned_loader_workers(phrasecut_dir, tmp_path):
+    _write_folder(tmp_path / "folder", "csv")
+    for source in (PhraseCutSource(phrasecut_dir, "val"), FolderSource(tmp_path / "folder")):
+        copy = pickle.loads(pickle.dumps(source))
+        np.testing.assert_array_equal(copy.load(0)[1], source.load(0)[1])
 
 
 def test_phrasecut_polygons_follow_a_resized_image(phrasecut_dir):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,8 @@ def is_folder_dataset(root: Path) -> bool:
     return any((root / name).is_file() for name in ANNOTATION_FILES)
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask file as bool (H, W); `shape` is the image's, which a stored mask already has."""
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise FileNotFoundError(f"cannot read mask {path}")
@@ -48,10 +50,8 @@ class FolderSource(SegmentationSource):
                 raise ValueError(f"{line}: missing {', '.join(missing)} (each line needs {', '.join(FIELDS)})")
             if split is not None and row.get("split") not in (None, "", split):
                 continue
-            mask_path = root / row["mask"]
-            annotations.append(
-                Annotation(root / row["image"], str(row["phrase"]).strip(), lambda _, p=mask_path: read_mask(p))
-            )
+            draw = partial(read_mask, root / row["mask"])
+            annotations.append(Annotation(root / row["image"], str(row["phrase"]).strip(), draw))
         super().__init__(annotations, name=f"folder dataset {root}" + (f" [{split}]" if split else ""))
 
 

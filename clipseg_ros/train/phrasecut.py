@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -73,15 +74,14 @@ class PhraseCutSource(SegmentationSource):
     @staticmethod
     def _annotation(root: Path, task: dict, sizes: dict[int, tuple[int, int]]) -> Annotation:
         image_id = int(task["image_id"])
-        instances = task["Polygons"]
-        annotated = sizes.get(image_id)
-
-        def draw(shape: tuple[int, int]) -> np.ndarray:
-            # polygons are in the annotated size's pixels; a few images were stored at another size
-            scale = (1.0, 1.0) if annotated is None else (shape[1] / annotated[1], shape[0] / annotated[0])
-            return polygons_to_mask(instances, shape, scale)
-
+        draw = partial(_draw_task, task["Polygons"], sizes.get(image_id))
         return Annotation(root / "images" / f"{image_id}.jpg", str(task["phrase"]).strip(), draw)
+
+
+def _draw_task(instances: list, annotated: tuple[int, int] | None, shape: tuple[int, int]) -> np.ndarray:
+    # polygons are in the annotated size's pixels; a few images were stored at another size
+    scale = (1.0, 1.0) if annotated is None else (shape[1] / annotated[1], shape[0] / annotated[0])
+    return polygons_to_mask(instances, shape, scale)
 
 
 def _annotation_file(root: Path, split: str) -> Path:

@@ -19,7 +19,8 @@ import numpy as np
 class Annotation:
     image_path: Path
     phrase: str
-    # (height, width) of the loaded image -> bool mask (H, W); readers differ in how masks are stored
+    # (height, width) of the loaded image -> bool mask (H, W); readers differ in how masks are stored.
+    # A module-level function or a partial of one, so sources pickle into spawned loader workers.
     draw_mask: Callable[[tuple[int, int]], np.ndarray]
 
 

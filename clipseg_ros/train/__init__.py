@@ -1,0 +1,16 @@
+"""Training and evaluation of the CLIPSeg decoder as the paper does (CLIP frozen, PhraseCut(+) sampling).
+
+Built on the engine (`clipseg_ros.model`, `clipseg_ros.checkpoints`, `clipseg_ros.segmenter`), never a copy;
+the engine never imports from here.
+
+    sources.py         the annotation list every reader gives (image, phrase, mask drawer); open_source()
+    phrasecut.py       VGPhraseCut reader (refer_<split>.json polygons + images/)
+    folder_dataset.py  images + mask PNGs + annotations.jsonl/csv, for a team's own objects
+    synthetic.py       coloured shapes on textures, written in the folder format (tests, dry runs)
+    phrasecut_plus.py  PhraseCut+ samples: templates, visual supports, negatives, text weight
+    init_model.py      the starting model: a released checkpoint or a fresh decoder on CLIP weights
+    trainer.py         the loop: BCE, AdamW + cosine, AMP on CUDA, resumable state, HF-layout result
+    metrics.py         mIoU, IoU_FG, AP, IoU_BIN at a threshold and over a sweep
+    evaluate.py        scores a Segmenter on a source; report.py writes the JSON and the figure
+    train_command.py   clipseg-train;  eval_command.py  clipseg-eval
+"""
