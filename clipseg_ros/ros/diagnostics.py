@@ -40,7 +40,7 @@ class SegmentStats:
         self._lock = threading.Lock()
         self._inputs = RateMeter()
         self._outputs = RateMeter()
-        self._latencies: deque[tuple[float, float]] = deque(maxlen=100)
+        self._latencies: deque[tuple[float, float, float]] = deque(maxlen=100)  # (time, inference, age)
         self.rejected_frames = 0
         self.processed_frames = 0
         self.last_input_time: float | None = None
@@ -55,11 +55,12 @@ class SegmentStats:
         with self._lock:
             self.rejected_frames += 1
 
-    def frame_processed(self, latency_s: float) -> None:
+    def frame_processed(self, inference_s: float, age_s: float) -> None:
+        """`age_s`: from the frame's arrival to its outputs being published (waiting included)."""
         with self._lock:
             now = time.monotonic()
             self._outputs.tick(now)
-            self._latencies.append((now, latency_s))
+            self._latencies.append((now, inference_s, age_s))
             self.processed_frames += 1
 
     def status(
@@ -67,7 +68,7 @@ class SegmentStats:
     ) -> DiagnosticStatus:
         with self._lock:
             now = time.monotonic()
-            recent = [lat for t, lat in self._latencies if now - t <= WINDOW_S]
+            recent = [(inference, age) for t, inference, age in self._latencies if now - t <= WINDOW_S]
             input_rate, output_rate = self._inputs.rate(now), self._outputs.rate(now)
             rejected, processed, last_input = self.rejected_frames, self.processed_frames, self.last_input_time
         lookups = cache.get("hits", 0) + cache.get("misses", 0)
@@ -81,8 +82,9 @@ class SegmentStats:
         values = {
             "input_rate_hz": f"{input_rate:.2f}",
             "output_rate_hz": f"{output_rate:.2f}",
-            "inference_ms_mean": f"{1000 * sum(recent) / len(recent):.1f}" if recent else "nan",
-            "inference_ms_max": f"{1000 * max(recent):.1f}" if recent else "nan",
+            "inference_ms_mean": _mean_ms([inference for inference, _ in recent]),
+            "inference_ms_max": f"{1000 * max(inference for inference, _ in recent):.1f}" if recent else "nan",
+            "latency_ms_mean": _mean_ms([age for _, age in recent]),  # arrival to publication
             "frames_processed": str(processed),
             "frames_dropped": str(dropped),
             "frames_rejected": str(rejected),
@@ -99,6 +101,10 @@ class SegmentStats:
             hardware_id=hardware_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
+
+
+def _mean_ms(seconds: list[float]) -> str:
+    return f"{1000 * sum(seconds) / len(seconds):.1f}" if seconds else "nan"
 
 
 def diagnostic_array(stamp, status: DiagnosticStatus) -> DiagnosticArray:

@@ -133,7 +133,7 @@ class SegmentNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: model {self._segmenter.model_id} on {self._segmenter.device} ({self._segmenter.precision}), "
-            f"input {self._input.topic}, prompts {list(self._settings.prompts)}"
+            f"input {self._input.topic}, prompts {list(self._settings.prompts) or '[] (paused until a prompt arrives)'}"
         )
 
     # -- startup ----------------------------------------------------------------------------------
@@ -264,8 +264,9 @@ class SegmentNode(Node):
             return
         started = time.monotonic()
         result = self._segmenter.segment(rgb, prompts, settings.threshold)
-        self._stats.frame_processed(time.monotonic() - started)
+        inference_s = time.monotonic() - started
         self._publish(frame.msg.header, rgb, result, settings)
+        self._stats.frame_processed(inference_s, age_s=time.monotonic() - frame.received)
 
     def _publish(self, header, rgb: np.ndarray, result, settings: Settings) -> None:
         # Encoding costs milliseconds per output at camera sizes: skip the topics nobody reads.
