@@ -93,7 +93,9 @@ def graph(tiny_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nodes")
     params = {"weights": str(tiny_checkpoint), "device": "cpu", "input_size": "[64, 64]", "prompts": "[cup]"}
     raw = NodeProcess(tmp, "clipseg", params)
-    compressed = NodeProcess(tmp, "clipseg_compressed", {**params, "image_transport": "compressed"})
+    # input_size 512: about 0.2 s a frame here, slow enough to burst frames at while it works.
+    slow = {"image_transport": "compressed", "input_size": "[512, 512]"}
+    compressed = NodeProcess(tmp, "clipseg_compressed", {**params, **slow})
     rclpy.init()
     probe = Probe()
     try:
@@ -265,8 +267,8 @@ def test_diagnostics_are_published(graph, cup):
     assert 0.0 <= float(values["cache_hit_rate"]) <= 1.0
 
 
-def test_latest_frame_only_under_slow_inference(graph, cup):
-    """A burst while the worker is busy: no backlog, the last frame is segmented, the rest dropped."""
+def test_latest_frame_only_under_the_rate_limit(graph, cup):
+    """A burst while the worker waits out max_rate_hz: no backlog, the last frame is segmented, the rest dropped."""
     assert graph.probe.set_remote_parameters("/clipseg", {"max_rate_hz": 2.0})[0].successful  # 0.5 s per frame
     try:
         before = graph.diagnostic_values()
@@ -286,6 +288,24 @@ def test_latest_frame_only_under_slow_inference(graph, cup):
         assert int(after["frames_dropped"]) > int(before["frames_dropped"])
     finally:
         assert graph.probe.set_remote_parameters("/clipseg", {"max_rate_hz": 0.0})[0].successful
+
+
+def test_latest_frame_only_while_inference_is_slow(graph):
+    """The same on the slow node with no rate limit: the burst arrives while the model itself is busy."""
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(image_to_numpy(frame(0)), cv2.COLOR_RGB2BGR))[1].tobytes()
+    before = graph.diagnostic_values("clipseg_compressed")
+    burst = [next_stamp() for _ in range(15)]
+    assert graph.send(_compressed(burst[0], jpeg, "jpeg"), graph.jpeg, graph.compressed_mask) is not None
+    for seconds in burst[1:]:
+        graph.jpeg.publish(_compressed(seconds, jpeg, "jpeg"))
+        time.sleep(0.01)
+    assert graph.compressed_mask.wait(lambda m: same_stamp(m, burst[-1]), timeout=10.0) is not None
+    time.sleep(1.0)
+    stamps = [m.header.stamp.sec for m in graph.compressed_mask.messages if m.header.stamp.sec in burst]
+    assert stamps[-1] == burst[-1] and stamps == sorted(stamps)
+    assert len(stamps) <= 5, stamps
+    after = graph.diagnostic_values("clipseg_compressed")
+    assert int(after["frames_dropped"]) > int(before["frames_dropped"])
 
 
 def _bad_frames():
