@@ -6,6 +6,7 @@ import copy
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_config
@@ -106,6 +107,19 @@ def test_state_file_holds_plain_tensors_and_containers(trained_run):
     log = [json.loads(line) for line in (trained_run["out"] / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == LEARNING_STEPS and log[-1]["loss"] < log[0]["loss"]
     assert log[-1]["lr"] == pytest.approx(LEARNING_LR / 10)
+
+
+def test_one_shot_evaluation_prompts_with_other_images(trained_run, synthetic):
+    source = open_source(synthetic, "test")
+    with_support = [
+        i
+        for i, a in enumerate(source)
+        if source.from_another_image(a.phrase, a.image_path, np.random.default_rng()) is not None
+    ]
+    segmenter = Segmenter(copy.deepcopy(trained_run["trained"]), device="cpu", input_size=SIZE)
+    metrics = evaluate(segmenter, source, EvalOptions(prompt="visual", progress=False))
+    assert 0 < metrics.samples == len(with_support) < len(source)
+    assert segmenter.cache_stats()["size"] > 0
 
 
 class _Interrupted(RuntimeError):

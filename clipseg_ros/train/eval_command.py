@@ -14,7 +14,7 @@ import sys
 
 from ..checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, CheckpointError
 from ..segmenter import PRECISIONS, Segmenter
-from .evaluate import MIOU_GROUPS, EvalOptions, evaluate
+from .evaluate import MIOU_GROUPS, PROMPT_KINDS, EvalOptions, evaluate
 from .metrics import DEFAULT_THRESHOLD
 from .report import build_report, summary_lines, write_report
 from .sources import open_source
@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="test", help="PhraseCut split, or the folder format's split column")
     p.add_argument("--out", default="out/eval", help="directory for eval_report.json and eval_curves.png")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    p.add_argument("--template", default="{}", help="prompt template, e.g. 'a photo of a {}.'")
+    p.add_argument("--prompt", choices=PROMPT_KINDS, default="text",
+                   help="text: the phrases (PhraseCut); visual: one-shot, another image's mask of the phrase")
+    p.add_argument("--template", default="{}", help="text prompt template, e.g. 'a photo of a {}.'")
     p.add_argument("--miou-over", choices=MIOU_GROUPS, default="sample",
                    help="mIoU averages over phrase-region samples (PhraseCut) or over distinct phrases")
     p.add_argument("--negative-rate", type=float, default=0.0,
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = EvalOptions(
             threshold=args.threshold,
+            prompt=args.prompt,
             template=args.template,
             miou_over=args.miou_over,
             negative_rate=args.negative_rate,
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.weights,
         "data": {"name": source.name, "split": args.split, "annotations": len(source)},
         "options": {
+            "prompt": args.prompt,
             "template": args.template,
             "miou_over": args.miou_over,
             "negative_rate": args.negative_rate,

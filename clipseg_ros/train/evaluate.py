@@ -2,26 +2,33 @@
 
 Each image is read once and all its phrases are segmented in one call (one backbone pass); probabilities
 come back at the image's own size and are compared with the full-resolution ground truth.
+Prompts are the phrases as text (PhraseCut's protocol) or, one-shot, visual prompts: another image's
+annotation of the same phrase (the paper's Pascal-5i protocol); a phrase on one image only has no such
+support and is left out in that mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..segmenter import Segmenter
+from ..segmenter import Prompt, Segmenter
+from ..visual_prompt import VisualPrompt
 from .metrics import DEFAULT_THRESHOLD, SegmentationMetrics, threshold_grid
 from .sources import SegmentationSource, read_rgb
 
 MIOU_GROUPS = ("sample", "phrase")
+PROMPT_KINDS = ("text", "visual")
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     threshold: float = DEFAULT_THRESHOLD
-    template: str = "{}"  # the prompt as a user would type it; "a photo of a {}." is the training style
+    prompt: str = "text"  # or "visual": one-shot, a support from another image of the phrase
+    template: str = "{}"  # text prompts as a user would type them; "a photo of a {}." is the training style
     # mIoU averages IoU over "sample"s (phrase-region pairs: PhraseCut's own and the original code's
     # grouping) or over distinct "phrase"s (classes, as for Pascal)
     miou_over: str = "sample"
@@ -31,6 +38,8 @@ class EvalOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.prompt not in PROMPT_KINDS:
+            raise ValueError(f"prompt must be one of {PROMPT_KINDS}")
         if self.miou_over not in MIOU_GROUPS:
             raise ValueError(f"miou_over must be one of {MIOU_GROUPS}")
         if "{}" not in self.template:
@@ -46,17 +55,32 @@ def evaluate(
     chunk = segmenter.max_prompts
     for image_path, indices in tqdm(groups, desc="eval", unit="image", disable=not options.progress):
         image = read_rgb(image_path)
-        cases = [(i, source[i].phrase, source[i].draw_mask(image.shape[:2])) for i in indices]
+        cases = [(str(i), source[i].phrase, source[i].draw_mask(image.shape[:2])) for i in indices]
         present = source.phrases_by_image[image_path]
         absent = [p for p in source.phrases if p not in present]
         empty = np.zeros(image.shape[:2], bool)
         for i in indices:
             if absent and rng.random() < options.negative_rate:
                 cases.append((f"negative-{i}", absent[int(rng.integers(len(absent)))], empty))
-        for start in range(0, len(cases), chunk):
-            part = cases[start : start + chunk]
-            prompts = [options.template.format(phrase) for _, phrase, _ in part]
-            result = segmenter.segment(image, prompts, options.threshold)
-            for (key, phrase, mask), probabilities in zip(part, result.probabilities, strict=True):
-                metrics.add(probabilities, mask, phrase if options.miou_over == "phrase" else f"{key}")
+        prompted = [(case, _prompt(source, case[1], image_path, rng, options)) for case in cases]
+        prompted = [(case, prompt) for case, prompt in prompted if prompt is not None]
+        for start in range(0, len(prompted), chunk):
+            part = prompted[start : start + chunk]
+            result = segmenter.segment(image, [prompt for _, prompt in part], options.threshold)
+            for ((key, phrase, mask), _), probabilities in zip(part, result.probabilities, strict=True):
+                metrics.add(probabilities, mask, phrase if options.miou_over == "phrase" else key)
     return metrics
+
+
+def _prompt(
+    source: SegmentationSource, phrase: str, image_path: Path, rng: np.random.Generator, options: EvalOptions
+) -> Prompt | None:
+    if options.prompt == "text":
+        return options.template.format(phrase)
+    support = source.from_another_image(phrase, image_path, rng)
+    if support is None:
+        return None
+    support_image, support_mask = source.load(support)
+    if not support_mask.any():
+        return None  # a degenerate annotation shows nothing to prompt with
+    return VisualPrompt(support_image, support_mask, label=f"{phrase} (support {support})")

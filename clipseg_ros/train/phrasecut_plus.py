@@ -111,17 +111,7 @@ class PhraseCutPlus(Dataset):
         empty = torch.zeros(3, size, size)
         if not self.options.visual:
             return empty, False
-        candidates = self.source.indices_by_phrase[phrase]
-        choice = None
-        for _ in range(_TRIES):
-            index = candidates[int(rng.integers(len(candidates)))]
-            if self.source[index].image_path != image_path:
-                choice = index
-                break
-        else:
-            others = [i for i in candidates if self.source[i].image_path != image_path]
-            if others:
-                choice = others[int(rng.integers(len(others)))]
+        choice = self.source.from_another_image(phrase, image_path, rng)
         if choice is None:
             return empty, False
         image, mask = self.source.load(choice)

@@ -66,6 +66,18 @@ class SegmentationSource(Sequence[Annotation]):
             )
         return image, mask
 
+    def from_another_image(self, phrase: str, image_path: Path, rng: np.random.Generator) -> int | None:
+        """A random annotation of `phrase` on an image other than `image_path` (a support sample), if any."""
+        candidates = self.indices_by_phrase.get(phrase, [])
+        for _ in range(20):  # rejection sampling: cheap for the common phrases with thousands of samples
+            if not candidates:
+                break
+            index = candidates[int(rng.integers(len(candidates)))]
+            if self.annotations[index].image_path != image_path:
+                return index
+        others = [i for i in candidates if self.annotations[i].image_path != image_path]
+        return others[int(rng.integers(len(others)))] if others else None
+
     def by_image(self) -> dict[Path, list[int]]:
         """Annotation indices grouped by image, in first-seen order (evaluation runs each image once)."""
         groups: dict[Path, list[int]] = {}

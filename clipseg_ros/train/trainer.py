@@ -76,6 +76,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.device = resolve_device(options.device)
         self.model = model.to(self.device, torch.float32)
+        model.backbone.requires_grad_(False)  # CLIP stays frozen whatever the caller did to the model
         self.dataset = dataset
         self.tokenizer = Tokenizer(model.config.text.context_length)
         self.use_amp = options.amp and self.device.type == "cuda"
@@ -103,9 +104,9 @@ class Trainer:
     def save_state(self) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / STATE_FILE
-        partial = path.with_suffix(".tmp")
-        torch.save(self.state(), partial)
-        os.replace(partial, path)  # a crash mid-write leaves the previous state intact
+        pending = path.with_suffix(".tmp")
+        torch.save(self.state(), pending)
+        os.replace(pending, path)  # a crash mid-write leaves the previous state intact
         return path
 
     def load_state(self, path: Path) -> None:
