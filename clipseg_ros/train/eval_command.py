@@ -23,7 +23,8 @@ log = logging.getLogger("clipseg-eval")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="clipseg-eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="clipseg-eval", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="hub id, HF checkpoint directory, or original .pth")
     p.add_argument("--clip-weights", default=OPENAI_CLIP, help="CLIP weights for an original .pth decoder")
     p.add_argument("--data", required=True, help="PhraseCut directory (VGPhraseCut_v0) or folder dataset")

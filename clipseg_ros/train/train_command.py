@@ -36,13 +36,14 @@ def layer_list(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="clipseg-train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="clipseg-train", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="PhraseCut directory (VGPhraseCut_v0) or folder dataset")
     p.add_argument("--split", default="train", help="PhraseCut split, or the folder format's split column")
     p.add_argument("--out", required=True, help="run directory: checkpoint, resumable state, loss log")
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--init", default=None,
-                       help=f"checkpoint to start from: hub id, HF directory or .pth (default {DEFAULT_WEIGHTS})")
+    start.add_argument("--init", default=DEFAULT_WEIGHTS,
+                       help="checkpoint to start from: hub id, HF directory or original .pth")
     start.add_argument("--clip-weights", default=None,
                        help="fresh decoder on these CLIP ViT-B/16 weights: 'openai' or an open_clip state dict")
     p.add_argument("--fresh-decoder", action="store_true", help="keep only the CLIP of --init; new decoder")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(args.data, args.split)
         torch.manual_seed(args.seed)  # a fresh decoder's initial weights
         model = initial_model(
-            init=args.init if args.init or args.clip_weights else DEFAULT_WEIGHTS,
+            init=None if args.clip_weights else args.init,
             clip_weights=args.clip_weights,
             fresh_decoder=args.fresh_decoder,
             extract_layers=args.extract_layers,
