@@ -21,8 +21,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import rclpy
+import torch
 
-from clipseg_ros.checkpoints import DEFAULT_WEIGHTS
+from clipseg_ros.checkpoints import DEFAULT_WEIGHTS, save_hf
+from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
+from clipseg_ros.overlay import render_overlay
+from clipseg_ros.ros.demo_client import DemoClient
+from clipseg_ros.ros.image_codec import image_to_numpy
+from clipseg_ros.ros.sample_publisher import SAMPLES, sample_image
+from clipseg_ros.ros.segment_node import EXIT_WEIGHTS_UNAVAILABLE
 
 RANDOM_BANNER = "RANDOM WEIGHTS: these masks mean nothing"
 TOPIC_PROMPTS = "a cup of coffee; a cat; a person"
@@ -32,11 +40,6 @@ LOAD_TIMEOUT_S = 600.0  # first run with hub weights downloads about 600 MB
 
 def write_random_weights(directory: str | os.PathLike, seed: int = 0) -> Path:
     """An untrained CLIPSeg small enough to run anywhere, saved as a Hugging Face checkpoint."""
-    import torch
-
-    from clipseg_ros.checkpoints import save_hf
-    from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
-
     torch.manual_seed(seed)
     config = ClipSegConfig(
         vision=VisionConfig(width=48, layers=4, heads=2, mlp_dim=96, patch_size=16, image_size=64),
@@ -88,15 +91,9 @@ class DemoRun:
         self.processes: list[subprocess.Popen] = []
 
     def run(self) -> int:
-        import rclpy
-
-        from clipseg_ros.ros.segment_node import EXIT_WEIGHTS_UNAVAILABLE
-
         weights = self._random_weights() if self.random else self.args.weights
         rclpy.init()
         try:
-            from clipseg_ros.ros.demo_client import DemoClient
-
             client = DemoClient()
             spinner = threading.Thread(target=rclpy.spin, args=(client,), daemon=True)
             spinner.start()
@@ -116,8 +113,11 @@ class DemoRun:
                 print(f"demo: the segment node exited with code {code}", file=sys.stderr)
                 return code
             self._spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0"])
-            written = self._topic_phase(client) + self._service_phase(client)
-            self._summary(client, written)
+            topic, service = self._topic_phase(client), self._service_phase(client)
+            self._summary(client, topic + service)
+            if not topic or len(service) < 2:
+                print("demo: FAILED, some outputs never came (see the log above)", file=sys.stderr)
+                return 1
             return 0
         finally:
             self._stop_processes()
@@ -148,8 +148,6 @@ class DemoRun:
         raise TimeoutError(f"the segment node did not come up within {LOAD_TIMEOUT_S:.0f} s")
 
     def _topic_phase(self, client) -> list[Path]:
-        from clipseg_ros.ros.sample_publisher import SAMPLES, sample_image
-
         sizes = {sample_image(name).shape[:2]: name for name in SAMPLES}
         labels = client.send_prompt(TOPIC_PROMPTS)
         print(f"demo: prompts over /clipseg/prompt -> label_info {labels}", flush=True)
@@ -160,9 +158,6 @@ class DemoRun:
         return written
 
     def _service_phase(self, client) -> list[Path]:
-        from clipseg_ros.overlay import render_overlay
-        from clipseg_ros.ros.sample_publisher import sample_image
-
         written = []
         image = sample_image("astronaut")
         response = client.call_segment(image, SERVICE_PROMPTS)
@@ -225,8 +220,6 @@ def with_warning(rgb: np.ndarray, text: str) -> np.ndarray:
 
 def label_image(response) -> np.ndarray:
     """0 background, k = prompt k where it is the likeliest above the mask threshold (as ~/label)."""
-    from clipseg_ros.ros.image_codec import image_to_numpy
-
     probabilities = np.stack([image_to_numpy(p) for p in response.probabilities])
     masks = np.stack([image_to_numpy(m) > 0 for m in response.masks])
     return np.where(masks.any(axis=0), probabilities.argmax(axis=0) + 1, 0).astype(np.uint8)
