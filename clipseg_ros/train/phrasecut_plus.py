@@ -15,6 +15,7 @@ depend only on the seed, so a resumed run sees the same batches it would have se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ PROMPT_TEMPLATES = (
     "a photo of the {}.",
 )
 MAX_TEXT_WEIGHT = 0.5
-_TRIES = 20  # rejection-sampling attempts before falling back to the exhaustive choice
+_TRIES = 20  # rejection-sampling attempts before falling back to listing every candidate
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class PhraseCutPlus(Dataset):
             "text_weight": float(rng.uniform(0.0, MAX_TEXT_WEIGHT)) if has_support else 1.0,
         }
 
-    def _absent_phrase(self, rng: np.random.Generator, image_path) -> str | None:  # noqa: ANN001
+    def _absent_phrase(self, rng: np.random.Generator, image_path: Path) -> str | None:
         present = self.source.phrases_by_image[image_path]
         phrases = self.source.phrases
         for _ in range(_TRIES):
@@ -105,7 +106,7 @@ class PhraseCutPlus(Dataset):
         absent = [p for p in phrases if p not in present]
         return absent[int(rng.integers(len(absent)))] if absent else None
 
-    def _support(self, rng: np.random.Generator, phrase: str, image_path) -> tuple[torch.Tensor, bool]:  # noqa: ANN001
+    def _support(self, rng: np.random.Generator, phrase: str, image_path: Path) -> tuple[torch.Tensor, bool]:
         """An engineered visual prompt of `phrase` from another image, or zeros when there is none."""
         size = self.options.image_size
         empty = torch.zeros(3, size, size)
