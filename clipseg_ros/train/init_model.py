@@ -10,7 +10,7 @@ from ..model import ClipSeg, ClipSegConfig
 log = logging.getLogger(__name__)
 
 
-def with_fresh_decoder(model: ClipSeg, **decoder_changes) -> ClipSeg:  # noqa: ANN003 - ClipSegConfig fields
+def with_fresh_decoder(model: ClipSeg, **decoder_changes: object) -> ClipSeg:
     """A model with `model`'s CLIP and a newly initialised decoder of the (changed) decoder config."""
     fresh = ClipSeg(model.config.with_changes(**decoder_changes))
     fresh.backbone.load_state_dict(model.backbone.state_dict())
@@ -21,7 +21,7 @@ def initial_model(
     init: str | None = None,
     clip_weights: str | None = None,
     fresh_decoder: bool = False,
-    **decoder_changes,  # noqa: ANN003 - extract_layers, reduce_dim, refined_head
+    **decoder_changes: object,  # extract_layers, reduce_dim, refined_head: None keeps the init's
 ) -> ClipSeg:
     """Exactly one of `init` (hub id, HF directory or original .pth via the engine's loader) and
     `clip_weights` ("openai" or a local open_clip state dict of ViT-B/16, for a from-scratch decoder).

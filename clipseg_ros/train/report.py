@@ -84,13 +84,16 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     return json_path, plot_report(report, out_dir / REPORT_PNG)
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:5.1f}"
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The headline as a short table for the console."""
     m = report["metrics"]
-    fmt = lambda v: "n/a" if v is None else f"{v:5.1f}"  # noqa: E731
     lines = [
         f"{report['samples']} samples, threshold {m['threshold']}:",
-        f"  mIoU {fmt(m['mIoU'])}  IoU_FG {fmt(m['IoU_FG'])}  AP {fmt(m['AP'])}  IoU_BIN {fmt(m['IoU_BIN'])}",
+        f"  mIoU {_fmt(m['mIoU'])}  IoU_FG {_fmt(m['IoU_FG'])}  AP {_fmt(m['AP'])}  IoU_BIN {_fmt(m['IoU_BIN'])}",
     ]
     paper = PAPER_REFERENCE["PhraseCut test, threshold 0.3"]["CLIPSeg (PC+)"]
     lines.append(f"  paper, PhraseCut test (PC+): mIoU {paper['mIoU']}  IoU_FG {paper['IoU_FG']}  AP {paper['AP']}")

@@ -52,7 +52,7 @@ class SegmentationSource(Sequence[Annotation]):
     def __len__(self) -> int:
         return len(self.annotations)
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's own signature
+    def __getitem__(self, index: int) -> Annotation:
         return self.annotations[index]
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
