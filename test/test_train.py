@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config
 
 from clipseg_ros.checkpoints import load_model, save_hf
-from clipseg_ros.model import ClipSeg
+from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.prompts import Tokenizer
 from clipseg_ros.segmenter import Segmenter
 from clipseg_ros.train import eval_command, train_command
@@ -57,7 +56,7 @@ def held_out_iou_fg(model: ClipSeg, root) -> float:
 @pytest.fixture(scope="module")
 def trained_run(synthetic, tmp_path_factory, one_thread):
     torch.manual_seed(0)
-    model = ClipSeg(make_tiny_config())
+    model = ClipSeg(ClipSegConfig.tiny())
     untrained = copy.deepcopy(model)
     data = PhraseCutPlus(open_source(synthetic, "train"), SamplingOptions(**LEARNING_SAMPLING))
     options = TrainOptions(steps=LEARNING_STEPS, batch_size=LEARNING_BATCH, lr=LEARNING_LR, lr_min=LEARNING_LR / 10,
@@ -140,7 +139,7 @@ class _StopsAt:
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(synthetic, tmp_path, one_thread):
     torch.manual_seed(0)
-    start = ClipSeg(make_tiny_config())
+    start = ClipSeg(ClipSegConfig.tiny())
     data = PhraseCutPlus(open_source(synthetic, "train"), SamplingOptions(image_size=SIZE))  # PC+: visual, negatives
     options = TrainOptions(steps=6, batch_size=2, checkpoint_every=3, workers=0, progress=False)
     straight = train(copy.deepcopy(start), data, options, tmp_path / "straight")
@@ -158,7 +157,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(synthetic, tmp_path, o
 
 def test_conditionals_interpolate_text_and_visual(synthetic):
     torch.manual_seed(0)
-    model = ClipSeg(make_tiny_config()).eval()
+    model = ClipSeg(ClipSegConfig.tiny()).eval()
     data = PhraseCutPlus(open_source(synthetic, "train"), SamplingOptions(image_size=SIZE, negative_rate=0.0))
     sample = next(data[i] for i in range(50) if data[i]["text_weight"] < 1.0)
     tokenizer = Tokenizer()
@@ -174,7 +173,7 @@ def test_conditionals_interpolate_text_and_visual(synthetic):
 
 def test_initial_model_fresh_decoder_keeps_clip(tmp_path):
     torch.manual_seed(0)
-    released = ClipSeg(make_tiny_config())
+    released = ClipSeg(ClipSegConfig.tiny())
     save_hf(released, tmp_path / "released")
     kept = initial_model(init=str(tmp_path / "released"))
     assert torch.equal(kept.decoder.film_mul.weight, released.decoder.film_mul.weight)
@@ -188,7 +187,7 @@ def test_initial_model_fresh_decoder_keeps_clip(tmp_path):
 
 def test_train_and_eval_commands(synthetic, tmp_path, one_thread, capsys):
     torch.manual_seed(0)
-    save_hf(ClipSeg(make_tiny_config()), tmp_path / "init")
+    save_hf(ClipSeg(ClipSegConfig.tiny()), tmp_path / "init")
     out = tmp_path / "run"
     args = ["--data", str(synthetic), "--out", str(out), "--init", str(tmp_path / "init"), "--fresh-decoder",
             "--extract-layers", "1,2,3", "--steps", "3", "--batch-size", "2", "--image-size", str(SIZE),
