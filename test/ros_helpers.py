@@ -34,7 +34,7 @@ class NodeProcess:
         for key, value in params.items():
             args += ["-p", f"{key}:={value}"]
         # cwd and -P: the source checkout must not shadow the installed package (it has no msg/srv).
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w")  # closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-m", "clipseg_ros.ros.segment_node", *args],
             cwd=tmp,

@@ -53,7 +53,7 @@ NODE_NAME = "clipseg"
 EXIT_BAD_PARAMETERS = 2
 EXIT_WEIGHTS_UNAVAILABLE = 3
 WARN_EVERY_S = 2.0  # bad input is warned about at most this often per kind: a broken camera must not flood the log
-RUNTIME_PARAMETERS = ("prompts", "prompt_separator", "threshold", "max_rate_hz", "overlay.enabled", "overlay.alpha")
+RUNTIME_PARAMETERS = tuple(name for name, spec in parameters.SPECS.items() if not spec.read_only)
 
 
 class StartupError(RuntimeError):
@@ -248,7 +248,7 @@ class SegmentNode(Node):
             next_allowed = time.monotonic() + (1.0 / rate if rate > 0 else 0.0)
             try:
                 self._segment_frame(frame)
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any single frame
+            except Exception as exc:  # the worker must outlive any single frame
                 self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=WARN_EVERY_S)
 
     def _segment_frame(self, frame: Frame) -> None:
@@ -320,6 +320,11 @@ class SegmentNode(Node):
         except ValueError as exc:  # bad image, prompt or visual prompt: the caller learns why
             response.success = False
             response.message = str(exc)
+            return response
+        except Exception as exc:  # e.g. out of GPU memory on a huge image: fail the call, not the node
+            self.get_logger().error(f"segment service failed: {exc!r}")
+            response.success = False
+            response.message = f"internal error: {exc!r}"
             return response
         response.success = True
         response.header = header
