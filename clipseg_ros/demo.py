@@ -25,7 +25,7 @@ import rclpy
 import torch
 
 from clipseg_ros.checkpoints import DEFAULT_WEIGHTS, save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig, TextConfig, VisionConfig
+from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.overlay import render_overlay
 from clipseg_ros.ros.demo_client import DemoClient
 from clipseg_ros.ros.image_codec import image_to_numpy
@@ -41,15 +41,7 @@ LOAD_TIMEOUT_S = 600.0  # first run with hub weights downloads about 600 MB
 def write_random_weights(directory: str | os.PathLike, seed: int = 0) -> Path:
     """An untrained CLIPSeg small enough to run anywhere, saved as a Hugging Face checkpoint."""
     torch.manual_seed(seed)
-    config = ClipSegConfig(
-        vision=VisionConfig(width=48, layers=4, heads=2, mlp_dim=96, patch_size=16, image_size=64),
-        text=TextConfig(width=32, layers=2, heads=2, mlp_dim=64),
-        projection_dim=24,
-        extract_layers=(1, 2, 3),
-        reduce_dim=16,
-        decoder_mlp_dim=32,
-    )
-    return save_hf(ClipSeg(config).eval(), directory)
+    return save_hf(ClipSeg(ClipSegConfig.tiny()).eval(), directory)
 
 
 def shout(lines: list[str]) -> None:
