@@ -17,25 +17,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, CheckpointError
+from .image_io import read_mask, read_rgb
 from .overlay import render_overlay
 from .segmenter import PRECISIONS, Segmenter
 from .visual_prompt import VisualPrompt
 
 log = logging.getLogger("clipseg-segment")
-
-
-def read_rgb(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_mask(path: str) -> np.ndarray:
-    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise ValueError(f"cannot read mask {path}")
-    return mask > 127
 
 
 def slug(text: str) -> str:
@@ -73,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
         segmenter = Segmenter.from_pretrained(args.weights, args.clip_weights, device=args.device,
                                               precision=args.precision, input_size=size)
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     out = Path(args.out)
@@ -83,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             image = read_rgb(path)
             result = segmenter.segment(image, prompts, args.threshold)
-        except ValueError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             log.error("%s: %s", path, exc)
             failures += 1
             continue

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..image_io import read_rgb
 from ..segmenter import Prompt, Segmenter
 from ..visual_prompt import VisualPrompt
 from .metrics import DEFAULT_THRESHOLD, SegmentationMetrics, threshold_grid
-from .sources import SegmentationSource, read_rgb
+from .sources import SegmentationSource
 
 MIOU_GROUPS = ("sample", "phrase")
 PROMPT_KINDS = ("text", "visual")

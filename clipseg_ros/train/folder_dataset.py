@@ -18,9 +18,9 @@ import json
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ..image_io import read_mask
 from .sources import Annotation, SegmentationSource
 
 ANNOTATION_FILES = ("annotations.jsonl", "annotations.csv")
@@ -31,12 +31,9 @@ def is_folder_dataset(root: Path) -> bool:
     return any((root / name).is_file() for name in ANNOTATION_FILES)
 
 
-def read_mask(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A mask file as bool (H, W); `shape` is the image's, which a stored mask already has."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FileNotFoundError(f"cannot read mask {path}")
-    return mask > 0
+def _stored_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask drawer for a mask stored at the image's size (the shape is already right)."""
+    return read_mask(path)
 
 
 class FolderSource(SegmentationSource):
@@ -50,7 +47,7 @@ class FolderSource(SegmentationSource):
                 raise ValueError(f"{line}: missing {', '.join(missing)} (each line needs {', '.join(FIELDS)})")
             if split is not None and row.get("split") not in (None, "", split):
                 continue
-            draw = partial(read_mask, root / row["mask"])
+            draw = partial(_stored_mask, root / row["mask"])
             annotations.append(Annotation(root / row["image"], str(row["phrase"]).strip(), draw))
         super().__init__(annotations, name=f"folder dataset {root}" + (f" [{split}]" if split else ""))
 

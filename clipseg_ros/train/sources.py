@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from ..image_io import read_rgb
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,6 @@ class Annotation:
     # (height, width) of the loaded image -> bool mask (H, W); readers differ in how masks are stored.
     # A module-level function or a partial of one, so sources pickle into spawned loader workers.
     draw_mask: Callable[[tuple[int, int]], np.ndarray]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); grey and alpha images are converted."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # always 3 channels, BGR
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class SegmentationSource(Sequence[Annotation]):
