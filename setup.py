@@ -26,5 +26,11 @@ setup(
         ("share/clipseg_ros/launch", ["launch/segment.launch.py"]),
         ("share/clipseg_ros/config", ["config/segment.yaml", "config/segment.rviz"]),
     ],
-    entry_points={"console_scripts": ["clipseg-segment = clipseg_ros.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "clipseg-segment = clipseg_ros.cli:main",
+            "clipseg-train = clipseg_ros.train.train_command:main",
+            "clipseg-eval = clipseg_ros.train.eval_command:main",
+        ]
+    },
 )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from clipseg_ros.checkpoints import save_hf
+
+# The installed command, as a user runs it (make setup / colcon put it beside the interpreter).
+CLIPSEG_SEGMENT = str(Path(sys.executable).parent / "clipseg-segment")
 
 
 def test_cli_writes_masks_probabilities_and_overlays(tmp_path, tiny_model):
@@ -24,7 +28,7 @@ def test_cli_writes_masks_probabilities_and_overlays(tmp_path, tiny_model):
     cv2.imwrite(str(tmp_path / "mask.png"), mask)
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "clipseg_ros.cli", *images, "--prompt", "cup", "--prompt", "Red Mug!",
+        [CLIPSEG_SEGMENT, *images, "--prompt", "cup", "--prompt", "Red Mug!",
          "--visual-prompt", images[1], str(tmp_path / "mask.png"), "--weights", str(weights),
          "--out", str(out), "--input-size", "64", "96", "--device", "cpu", "--threshold", "0.3"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
@@ -41,7 +45,7 @@ def test_cli_writes_masks_probabilities_and_overlays(tmp_path, tiny_model):
 
 def test_cli_says_what_to_do_when_weights_are_missing(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "clipseg_ros.cli", "x.png", "--prompt", "cup", "--weights", str(tmp_path / "none")],
+        [CLIPSEG_SEGMENT, "x.png", "--prompt", "cup", "--weights", str(tmp_path / "none")],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
     assert run.returncode == 2

@@ -54,10 +54,11 @@ class DemoClient(Node):
             self._changed.notify_all()
 
     def _on_frame(self, msg: Image) -> None:
-        with self._lock:
+        with self._changed:
             self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = image_to_rgb(msg)
             while len(self._frames) > 10:
                 self._frames.popitem(last=False)
+            self._changed.notify_all()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -101,6 +102,10 @@ class DemoClient(Node):
             raise TimeoutError("/clipseg/segment did not answer")
         return future.result()
 
-    def frame_at(self, stamp) -> np.ndarray | None:
-        with self._lock:
-            return self._frames.get((stamp.sec, stamp.nanosec))
+    def frame_at(self, stamp, timeout: float = 5.0) -> np.ndarray | None:
+        """The camera frame with this stamp. The node's answer can overtake our own copy of the
+        frame (both come to this node; which callback runs first is not ordered), so wait a little."""
+        key = (stamp.sec, stamp.nanosec)
+        with self._changed:
+            self._changed.wait_for(lambda: key in self._frames, timeout)
+            return self._frames.get(key)
