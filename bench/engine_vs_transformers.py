@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,19 @@ def load_transformers(directory: Path):
     return CLIPSegForImageSegmentation.from_pretrained(directory).eval()
 
 
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired_medians(ours, theirs, runs: int) -> tuple[float, float]:
+    """Medians of alternating runs: a neighbour's load or a clock change hits both sides alike."""
+    ours(), theirs()
+    pairs = [(timed(ours), timed(theirs)) for _ in range(runs)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
 def median_time(fn, runs: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
@@ -83,7 +95,9 @@ def child(side: str, directory: Path) -> None:
     else:
         pixels = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
         theirs_call(load_transformers(directory), pixels, Tokenizer()(PROMPTS))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")))
 
 
 def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
@@ -145,13 +159,10 @@ def main() -> None:
             "1 prompt, bf16 (ours)": (lambda: ours_bf16.segment(image, PROMPTS[:1]), 1),
         }
         rows = {}
-        theirs_times = {}
         for name, (fn, n) in cases.items():
-            if n not in theirs_times:
-                tokens = tokenizer(PROMPTS[:n])
-                theirs_times[n] = median_time(lambda t=tokens: theirs_call(theirs, pixels, t), args.runs)
-            t_ours = median_time(fn, args.runs)
-            rows[name] = {"ours_s": t_ours, "transformers_s": theirs_times[n], "ratio": t_ours / theirs_times[n],
+            tokens = tokenizer(PROMPTS[:n])
+            t_ours, t_theirs = paired_medians(fn, lambda t=tokens: theirs_call(theirs, pixels, t), args.runs)
+            rows[name] = {"ours_s": t_ours, "transformers_s": t_theirs, "ratio": t_ours / t_theirs,
                           "target": TARGETS.get(name)}
 
         fp32 = ours.segment(image, PROMPTS[:1]).probabilities

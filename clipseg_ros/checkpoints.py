@@ -116,7 +116,7 @@ def state_dict_from_hf(model: ClipSeg, hf: dict[str, torch.Tensor]) -> dict[str,
     def gather(key: str, names: list[str]) -> torch.Tensor:
         tensors = [hf[n] for n in names]
         value = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
-        return value.t() if key in _TRANSPOSED else value
+        return value.t().contiguous() if key in _TRANSPOSED else value
 
     return _remap(model, hf, hf_names, gather, source="Hugging Face checkpoint")
 
@@ -221,8 +221,27 @@ def load_hf(source: str = DEFAULT_WEIGHTS, revision: str | None = None) -> ClipS
         config = ClipSegConfig.from_hf_dict(json.loads(config_path.read_text()))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{config_path} is not a usable CLIPSeg config: {exc}") from exc
-    model = ClipSeg(config)
-    model.load_state_dict(state_dict_from_hf(model, read_state_dict(weights_path)))
+    model = empty_model(config)
+    return assign_state(model, state_dict_from_hf(model, read_state_dict(weights_path)))
+
+
+def empty_model(config: ClipSegConfig) -> ClipSeg:
+    """The model's structure on the meta device: no memory and no random init for weights about to be loaded."""
+    with torch.device("meta"):
+        return ClipSeg(config)
+
+
+def assign_state(model: ClipSeg, state: dict[str, torch.Tensor]) -> ClipSeg:
+    """Make the loaded tensors the model's own (no second copy) and rebuild what is not saved."""
+    model.load_state_dict(state, strict=True, assign=True)
+    clip = model.backbone.clip
+    context = clip.positional_embedding.shape[0]
+    # open_clip's causal mask of the text encoder is a non-persistent buffer: built here as open_clip does.
+    clip.attn_mask = torch.full((context, context), float("-inf")).triu_(1)
+    leftovers = [name for name, t in model.state_dict(keep_vars=True).items() if t.is_meta]
+    leftovers += [name for name, t in model.named_buffers() if t.is_meta]
+    if leftovers:
+        raise CheckpointError(f"nothing in the checkpoint for {', '.join(leftovers)}")
     return model.eval()
 
 
@@ -277,7 +296,7 @@ def load_original(
         reduce_dim=decoder_sd["film_mul.weight"].shape[0],
         refined_head="trans_conv.0.weight" in decoder_sd,
     )
-    model = ClipSeg(config)
+    model = empty_model(config)
     combined = {f"decoder.{k}": v for k, v in decoder_sd.items()}
     combined.update({f"backbone.clip.{k}": v for k, v in load_clip_state_dict(clip_weights).items()})
     state = _remap(
@@ -287,8 +306,7 @@ def load_original(
         lambda key, names: combined[names[0]],
         source=f"{decoder_path} + CLIP weights {clip_weights!r}",
     )
-    model.load_state_dict(state)
-    return model.eval()
+    return assign_state(model, state)
 
 
 def load_model(
