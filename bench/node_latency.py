@@ -35,7 +35,7 @@ from sensor_msgs.msg import Image
 
 from clipseg_ros.checkpoints import save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
-from clipseg_ros.ros.image_codec import numpy_to_image
+from clipseg_ros.ros.image_codec import image_to_rgb, numpy_to_image
 
 MODELS = {
     "tiny": ClipSegConfig.tiny(),
@@ -80,14 +80,30 @@ class Client(Node):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
 
+def echo_node() -> None:
+    """The peer: frame in, a mono8 image of its size out with its header, no model. Its latency is
+    what ROS transport and message conversion cost on this machine, the floor under any node's."""
+    rclpy.init()
+    node = Node("echo")
+    publisher = node.create_publisher(Image, "/clipseg/mask", QoSProfile(depth=1))
+
+    def echo(msg: Image) -> None:
+        rgb = image_to_rgb(msg)
+        publisher.publish(numpy_to_image(np.ascontiguousarray(rgb[..., 0]), "mono8", msg.header))
+
+    node.create_subscription(Image, "/image", echo, QoSProfile(depth=1))
+    rclpy.spin(node)
+
+
 def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
-    torch.manual_seed(0)
-    weights = save_hf(ClipSeg(MODELS[name]), workdir / name)
-    node = subprocess.Popen(
-        [sys.executable, "-m", "clipseg_ros.ros.segment_node", "--ros-args", "-p", f"weights:={weights}",
-         "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn"],
-        cwd=workdir,
-    )
+    if name == "echo":
+        command = [sys.executable, __file__, "--echo-node"]
+    else:
+        torch.manual_seed(0)
+        weights = save_hf(ClipSeg(MODELS[name]), workdir / name)
+        command = [sys.executable, "-m", "clipseg_ros.ros.segment_node", "--ros-args", "-p", f"weights:={weights}",
+                   "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn"]
+    node = subprocess.Popen(command, cwd=workdir)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     client = Client(frame)
     # One thread: rclpy's MultiThreadedExecutor costs CPU that the node under test would miss on 2 cores.
@@ -114,11 +130,13 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
                 if client.newest_stamp is not None:
                     ages.append(time.time() - client.newest_stamp)
                 time.sleep(min(0.05, max(0.0, target - now)))
+            if i == frames // 3:  # allocator and caches warmed up: from here RSS should stay flat
+                rss_third = rss_mib(node.pid)
         elapsed = time.perf_counter() - start
-        model_ms = float(client.diagnostics.get("inference_ms_mean", "nan"))
+        model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
         time.sleep(max(1.5, 3 * model_ms / 1000))  # let the last frame's mask arrive
-        model_ms = float(client.diagnostics.get("inference_ms_mean", "nan"))
-        arrival_to_output_ms = float(client.diagnostics.get("latency_ms_mean", "nan"))
+        model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
+        arrival_to_output_ms = float(client.diagnostics.get("latency_ms_mean", "0"))
         rss_end = rss_mib(node.pid)
         received = len(client.latencies)
         median_ms = 1000 * statistics.median(client.latencies)
@@ -139,8 +157,9 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
             "newest_output_age_ms_median": 1000 * statistics.median(ages),
             "newest_output_age_ms_p95": 1000 * float(np.percentile(ages, 95)),
             "newest_output_age_ms_max": 1000 * max(ages),
-            "age_p95_over_model_time": float(np.percentile(ages, 95)) * 1000 / model_ms,
+            "age_p95_over_model_time": float(np.percentile(ages, 95)) * 1000 / model_ms if model_ms else float("nan"),
             "node_rss_mib_start": rss_start,
+            "node_rss_mib_third": rss_third,
             "node_rss_mib_end": rss_end,
         }
     finally:
@@ -154,9 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rate", type=float, default=30.0)
-    parser.add_argument("--models", nargs="+", default=["tiny", "full"], choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=["echo", "tiny", "full"], choices=["echo", *MODELS],
+                        help="echo: the no-model peer node (ROS transport and conversion only)")
+    parser.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default="out/bench/node_latency.json")
     args = parser.parse_args()
+    if args.echo_node:
+        echo_node()
+        return
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(102, 200) % 100 + 1))
     rclpy.init()
@@ -170,10 +194,16 @@ def main() -> None:
             "overhead_ms", "node_own_overhead_ms",
             "newest_output_age_ms_median", "newest_output_age_ms_p95", "newest_output_age_ms_max",
             "age_p95_over_model_time", "node_rss_mib_start",
-            "node_rss_mib_end"]
+            "node_rss_mib_third", "node_rss_mib_end"]
     print(f"{'':28}" + "".join(f"{m:>12}" for m in results))
     for key in keys:
         print(f"{key:28}" + "".join(f"{float(r[key]):12.1f}" for r in results.values()))
+    if "echo" in results:
+        floor = results["echo"]["latency_ms_median"]
+        for name, r in results.items():
+            if name != "echo":
+                print(f"{name}: overhead {r['overhead_ms']:.1f} ms = echo peer's transport floor {floor:.1f} ms "
+                      f"+ {r['overhead_ms'] - floor:.1f} ms; overhead / floor = {r['overhead_ms'] / floor:.2f}")
     print("targets: overhead_ms <= 10; for a model slower than the frame period, age_p95_over_model_time <= 2; "
           "node RSS flat")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

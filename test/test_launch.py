@@ -29,7 +29,7 @@ def test_launch_file_declares_the_arguments_and_starts_installed_executables():
     ours = [call for call in _calls("Node") if _keyword(call, "package") == "clipseg_ros"]
     assert [_keyword(call, "executable") for call in ours] == ["segment_node"]
     assert _keyword(ours[0], "name") == "clipseg"  # /clipseg/prompt etc., as in the README
-    installed = re.search(r"foreach\(executable ([^)]*)\)", (ROOT / "CMakeLists.txt").read_text()).group(1).split()
+    installed = re.search(r"foreach\(node ([^)]*)\)", (ROOT / "CMakeLists.txt").read_text()).group(1).split()
     assert "segment_node" in installed and (ROOT / "scripts" / "segment_node").exists()
     source = LAUNCH_FILE.read_text()
     assert '"image"' in source and '"camera_info"' in source  # the node's remappable input names
