@@ -28,7 +28,7 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -92,7 +92,10 @@ def echo_node() -> None:
         publisher.publish(numpy_to_image(np.ascontiguousarray(rgb[..., 0]), "mono8", msg.header))
 
     node.create_subscription(Image, "/image", echo, QoSProfile(depth=1))
-    rclpy.spin(node)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # terminated by the bench: the normal end
 
 
 def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
