@@ -41,7 +41,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -P -m clipseg_ros.demo $(DEMO_ARGS)
+	$(PY) -P -m clipseg_ros.ros.demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/engine_vs_transformers.py

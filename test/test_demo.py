@@ -11,7 +11,7 @@ import cv2
 def run_demo(tmp_path, *args: str) -> subprocess.CompletedProcess:
     # -P and a cwd outside the checkout: the installed package (with msg/srv) is the one imported.
     return subprocess.run(
-        [sys.executable, "-P", "-m", "clipseg_ros.demo", "--device", "cpu", "--out", str(tmp_path / "out"), *args],
+        [sys.executable, "-P", "-m", "clipseg_ros.ros.demo", "--device", "cpu", "--out", str(tmp_path / "out"), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -50,7 +50,7 @@ def shout(lines: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipseg_ros.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clipseg_ros.ros.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="hub id or local path (default: %(default)s)")
     parser.add_argument("--random-weights", action="store_true", help="smoke run: untrained tiny model")
     parser.add_argument(
