@@ -136,7 +136,7 @@ class Segmenter:
         return [found[key] for key in keys]
 
     def _visual_embeddings(self, prompts: Sequence[VisualPrompt]) -> list[torch.Tensor]:
-        keys = [(self.model_id, "visual", p.content_key(), self.visual_style) for p in prompts]
+        keys = [(self.model_id, "visual", p.content_key, self.visual_style) for p in prompts]
         found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
         todo = {key: p for key, p in zip(keys, prompts, strict=True) if found[key] is None}
         if todo:

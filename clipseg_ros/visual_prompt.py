@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -40,6 +41,8 @@ class VisualPrompt:
     """A support image (HxWx3 uint8 RGB) and a mask of the object in it (HxW bool, uint8 or float).
 
     With `text` and `text_weight` w > 0 the conditional is (1 - w) * visual + w * text.
+    The arrays are taken as they are at construction (their digest is cached): make a new prompt
+    rather than changing them in place.
     """
 
     image: np.ndarray
@@ -76,8 +79,12 @@ class VisualPrompt:
             return (self.mask > 0).astype(np.float32)
         return np.clip(self.mask.astype(np.float32), 0.0, 1.0)
 
+    @cached_property
     def content_key(self) -> str:
-        """A digest of the pixels and the mask: equal prompts share one cached embedding."""
+        """A digest of the pixels and the mask: equal prompts share one cached embedding.
+
+        Computed once per prompt: the node looks its visual prompts up on every frame.
+        """
         digest = hashlib.blake2b(digest_size=16)
         for array in (self.image, self.mask_float()):
             digest.update(str(array.shape).encode())

@@ -68,5 +68,5 @@ def test_content_key_follows_pixels_and_mask():
     mask[2:5, 3:7] = 255
     other = mask.copy()
     other[6, 6] = 255
-    assert VisualPrompt(img, mask).content_key() == VisualPrompt(img.copy(), mask > 0).content_key()
-    assert VisualPrompt(img, mask).content_key() != VisualPrompt(img, other).content_key()
+    assert VisualPrompt(img, mask).content_key == VisualPrompt(img.copy(), mask > 0).content_key
+    assert VisualPrompt(img, mask).content_key != VisualPrompt(img, other).content_key
