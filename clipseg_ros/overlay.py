@@ -31,12 +31,10 @@ def render_overlay(
     label_image: np.ndarray,
     labels: list[str],
     alpha: float = 0.5,
-    banner: str = "",
 ) -> np.ndarray:
-    """RGB image with each label's pixels tinted in its colour, a legend, and an optional banner.
+    """RGB image with each label's pixels tinted in its colour, and a legend.
 
-    `label_image` holds 0 for background and k for labels[k - 1]. The banner is drawn across
-    the top in red: used to say loudly that a result means nothing (random weights).
+    `label_image` holds 0 for background and k for labels[k - 1].
     """
     if image.shape[:2] != label_image.shape:
         raise ValueError(f"label image {label_image.shape} does not match image {image.shape[:2]}")
@@ -50,10 +48,7 @@ def render_overlay(
     thickness = max(1, round(scale * 2))
     line = round(22 * scale)
     for k, (label, color) in enumerate(zip(labels, label_colors(len(labels)), strict=True)):
-        y = line * (k + 1) + (line if banner else 0)
+        y = line * (k + 1)
         cv2.putText(out, label, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
         cv2.putText(out, label, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color.tolist(), thickness, cv2.LINE_AA)
-    if banner:
-        cv2.rectangle(out, (0, 0), (out.shape[1], line + 6), (200, 0, 0), -1)
-        cv2.putText(out, banner, (8, line), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return out
