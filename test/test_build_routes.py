@@ -1,4 +1,5 @@
-"""Both ways of building the package: `colcon build` in a ROS 2 workspace, and `make setup` into .venv.
+"""The ways of installing the package: `colcon build` in a ROS 2 workspace, `make setup` into .venv, and
+`pip install .` of the engine alone.
 
 Each is checked from outside the repository (a source checkout in the working directory would shadow
 the installed package): the interfaces import, and the installed executables and share files exist.
@@ -110,6 +111,26 @@ def test_colcon_workspace_route(tmp_path):
     srv_file, node_file = out.stdout.split()[:2]
     assert srv_file.startswith(str(prefix)) and node_file.startswith(str(prefix))
     assert "exit=3" in out.stdout and "weights:=" in out.stderr, out.stdout + out.stderr
+
+
+def test_pip_route_gives_the_engine_and_its_commands_without_ros(tmp_path):
+    """`pip install .` (setup.py) outside a ROS workspace: the engine and the three commands."""
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(source_tree(tmp_path / "src"))],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    env = dict(os.environ, PYTHONPATH=str(target))
+    probe = "import clipseg_ros.segmenter as s, clipseg_ros.train.trainer; print(s.__file__)"
+    out = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith(str(target)), out.stdout + out.stderr
+    for command in ("clipseg-segment", "clipseg-train", "clipseg-eval"):
+        run = subprocess.run([sys.executable, str(target / "bin" / command), "--help"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 0 and f"usage: {command}" in run.stdout, run.stderr
 
 
 def test_lint():
