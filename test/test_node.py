@@ -303,11 +303,11 @@ def test_latest_frame_only_while_inference_is_slow(graph):
     time.sleep(1.0)
     stamps = [m.header.stamp.sec for m in graph.compressed_mask.messages if m.header.stamp.sec in burst]
     assert stamps[-1] == burst[-1] and stamps == sorted(stamps)
-    assert len(stamps) <= 5, stamps
+    assert len(stamps) <= len(burst) // 2, stamps  # most of the burst skipped, none queued behind the model
     # With the model busy the burst is thinned in the mailbox or already by DDS (keep-last 1 input QoS,
     # when the node's threads are starved on 2 cores): either way no backlog is processed.
     after = graph.diagnostic_values("clipseg_compressed")
-    assert int(after["frames_processed"]) - int(before["frames_processed"]) <= 5
+    assert int(after["frames_processed"]) - int(before["frames_processed"]) <= len(burst) // 2
 
 
 def _bad_frames():

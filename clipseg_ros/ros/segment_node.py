@@ -23,8 +23,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -121,9 +120,18 @@ class SegmentNode(Node):
         )
         self.create_subscription(String, "~/prompt", self._on_prompt, 10)
         self.create_subscription(VisualPromptMsg, "~/visual_prompt", self._on_visual_prompt, 10)
-        # The service waits for the model while the worker uses it: its own group keeps it off the
-        # subscriptions' thread, so frames and prompts are still taken in the meantime.
-        self.create_service(Segment, "~/segment", self._on_segment, callback_group=MutuallyExclusiveCallbackGroup())
+        # The service waits for the model while the worker uses it, so it must not hold up frame intake.
+        # It lives on a companion node spun by its own single-threaded executor in a second thread:
+        # rclpy's MultiThreadedExecutor costs so much Python time that on 2 cores it starved intake
+        # (15-22 of 30 Hz with a 20 ms model; 30 Hz single-threaded; bench/node_latency.py).
+        # No global arguments: a `__node:=` remap meant for this node must not rename the companion too.
+        self.service_node = rclpy.create_node(
+            f"{self.get_name()}_segment_service",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,
+        )
+        self.service_node.create_service(Segment, self.resolve_service_name("~/segment"), self._on_segment)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -393,6 +401,13 @@ def _reliability(name: str) -> ReliabilityPolicy:
     return ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
 
 
+def _spin_quietly(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C or shutdown: the normal end
+
+
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
@@ -401,14 +416,19 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         rclpy.try_shutdown()
         return exc.exit_code
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
+    service_executor = SingleThreadedExecutor()
+    service_executor.add_node(node.service_node)
+    service_thread = threading.Thread(target=_spin_quietly, args=(service_executor,), name="clipseg-service")
+    service_thread.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        _spin_quietly(executor)
     finally:
+        service_executor.shutdown()
+        service_thread.join(timeout=5.0)
         node.close()
+        node.service_node.destroy_node()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
