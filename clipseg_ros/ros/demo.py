@@ -161,6 +161,7 @@ class DemoRun:
         if response.success:
             labels = label_image(response)
             written.append(self._write("service_astronaut.png", render_overlay(image, labels, list(response.labels))))
+        client.wait_for_frames(2)
         response = client.call_segment(None, ["a cat"])  # no image: the node's latest camera frame
         print(f"demo: /clipseg/segment on the latest frame: {response.message}", flush=True)
         frame = client.frame_at(response.header.stamp) if response.success else None

@@ -102,6 +102,12 @@ class DemoClient(Node):
             raise TimeoutError("/clipseg/segment did not answer")
         return future.result()
 
+    def wait_for_frames(self, count: int, timeout: float = 30.0) -> bool:
+        """Until `count` camera frames came here too: the node's latest frame is then one we hold
+        (our subscription can be matched to the camera later than the node's)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._frames) >= count, timeout)
+
     def frame_at(self, stamp, timeout: float = 5.0) -> np.ndarray | None:
         """The camera frame with this stamp. The node's answer can overtake our own copy of the
         frame (both come to this node; which callback runs first is not ordered), so wait a little."""
