@@ -1,13 +1,18 @@
 """The segment node under a 30 Hz camera: latency, overhead over the model, drops, backlog, memory.
 
-A client (this process) publishes 640x480 rgb8 frames at --rate to a node started in its own
-process, and for each mask received measures the end-to-end latency (frame stamp to mask
-received). The node's model time comes from its /diagnostics (inference_ms_mean). The newest
-output's age (now minus the stamp of the newest mask) is sampled every 50 ms: with a latest-frame
-policy it stays below about two model times; a backlog would make it grow without bound. The
-node's RSS is read from /proc at the start and end of the run.
+A client publishes 640x480 rgb8 frames at --rate to a node started in its own process, and for
+each mask received measures the end-to-end latency (frame stamp to mask received): the age of
+each output when it arrives. The node's model time comes from its /diagnostics
+(inference_ms_mean). The newest output's age (now minus the stamp of the newest mask) is also
+sampled every 50 ms between outputs: a sawtooth from the arrival age up to the arrival age plus
+one model time. A backlog would make both grow without bound. The node's RSS is read from /proc
+at the start, after a third of the frames and at the end.
 
-    .venv/bin/python bench/node_latency.py [--frames 300] [--models tiny full]
+Each Fast DDS setting runs in its own client process (Fast DDS reads its profile once per
+process): `default` (a 512 KiB shared-memory segment, so frames go over UDP loopback) and
+`large-frames` (config/fastdds_large_frames.xml, for both the client and the node).
+
+    .venv/bin/python bench/node_latency.py [--frames 300] [--models echo tiny full] [--dds default large-frames]
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ from clipseg_ros.checkpoints import save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import image_to_rgb, numpy_to_image
 
+PROFILES = {
+    "default": None,
+    "large-frames": Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml",
+}
 MODELS = {
     "tiny": ClipSegConfig.tiny(),
     "full": ClipSegConfig(),
@@ -122,6 +131,7 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
             client.publish_frame()
             time.sleep(0.5)
         client.latencies.clear()
+        client.newest_stamp = None  # the start-up masks' stamps are seconds old: not part of the run
         rss_start = rss_mib(node.pid)
         ages = []
         period = 1.0 / rate
@@ -158,6 +168,8 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
             # mailbox for the previous inference to end, decoding and publishing. The rest of the
             # overhead is ROS transport of the frame and the mask (the echo peer's latency).
             "node_wait_and_io_ms": arrival_to_output_ms - model_ms,
+            "arrival_age_p95_over_model_time": float(np.percentile(client.latencies, 95)) * 1000 / model_ms
+            if model_ms else float("nan"),
             "newest_output_age_ms_median": 1000 * statistics.median(ages),
             "newest_output_age_ms_p95": 1000 * float(np.percentile(ages, 95)),
             "newest_output_age_ms_max": 1000 * max(ages),
@@ -173,13 +185,40 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
         node.wait(timeout=20)
 
 
+def run_profile(profile: str, args: argparse.Namespace) -> dict:
+    """One client process under one Fast DDS setting; the node processes it starts inherit it."""
+    env = dict(os.environ)
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    if PROFILES[profile] is not None:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILES[profile])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        subprocess.run([sys.executable, __file__, "--client", "--json", str(out), "--frames", str(args.frames),
+                        "--rate", str(args.rate), "--models", *args.models], env=env, check=True,
+                       timeout=300 * len(args.models))
+        return json.loads(out.read_text())
+
+
+def client_main(args: argparse.Namespace) -> None:
+    rclpy.init()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            results[name] = run_model(name, args.frames, args.rate, Path(tmp))
+    rclpy.shutdown()
+    Path(args.json).write_text(json.dumps(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--models", nargs="+", default=["echo", "tiny", "full"], choices=["echo", *MODELS],
                         help="echo: the no-model peer node (ROS transport and conversion only)")
+    parser.add_argument("--dds", nargs="+", default=list(PROFILES), choices=list(PROFILES),
+                        help="Fast DDS settings to compare: default, or config/fastdds_large_frames.xml")
     parser.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default="out/bench/node_latency.json")
     args = parser.parse_args()
     if args.echo_node:
@@ -187,29 +226,31 @@ def main() -> None:
         return
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(102, 200) % 100 + 1))
-    rclpy.init()
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            results[name] = run_model(name, args.frames, args.rate, Path(tmp))
-    rclpy.shutdown()
+    if args.client:
+        client_main(args)
+        return
+    results = {f"{profile}/{name}": r for profile in args.dds for name, r in run_profile(profile, args).items()}
     print(f"\nsegment node, 640x480 rgb8 at {args.rate:.0f} Hz, {args.frames} frames, CPU, 1 prompt")
     keys = ["input_rate_hz", "output_rate_hz", "dropped", "latency_ms_median", "latency_ms_p90", "model_ms_mean",
-            "overhead_ms", "node_wait_and_io_ms",
+            "overhead_ms", "node_wait_and_io_ms", "arrival_age_p95_over_model_time",
             "newest_output_age_ms_median", "newest_output_age_ms_p95", "newest_output_age_ms_max",
-            "age_p95_over_model_time", "node_rss_mib_start",
-            "node_rss_mib_third", "node_rss_mib_end"]
-    print(f"{'':28}" + "".join(f"{m:>12}" for m in results))
+            "age_p95_over_model_time", "node_rss_mib_start", "node_rss_mib_third", "node_rss_mib_end"]
+    width = max(12, *(len(column) + 2 for column in results))
+    print(f"{'':32}" + "".join(f"{column:>{width}}" for column in results))
     for key in keys:
-        print(f"{key:28}" + "".join(f"{float(r[key]):12.1f}" for r in results.values()))
-    if "echo" in results:
-        floor = results["echo"]["latency_ms_median"]
-        for name, r in results.items():
-            if name != "echo":
-                print(f"{name}: overhead {r['overhead_ms']:.1f} ms = echo peer's transport floor {floor:.1f} ms "
-                      f"+ {r['overhead_ms'] - floor:.1f} ms; overhead / floor = {r['overhead_ms'] / floor:.2f}")
-    print("targets: overhead_ms <= 10; for a model slower than the frame period, age_p95_over_model_time <= 2; "
-          "node RSS flat")
+        print(f"{key:32}" + "".join(f"{float(r[key]):{width}.1f}" for r in results.values()))
+    for profile in args.dds:
+        floor = results.get(f"{profile}/echo", {}).get("latency_ms_median")
+        for column, r in results.items():
+            if floor and column.startswith(f"{profile}/") and not column.endswith("/echo"):
+                print(f"{column}: overhead {r['overhead_ms']:.1f} ms = echo peer's transport floor {floor:.1f} ms "
+                      f"+ {r['overhead_ms'] - floor:.1f} ms")
+    if "default/echo" in results and "large-frames/echo" in results:
+        ratio = results["large-frames/echo"]["latency_ms_median"] / results["default/echo"]["latency_ms_median"]
+        print(f"echo peer latency, large-frames / default: {ratio:.2f}")
+    print("targets: overhead_ms <= 10; for a model slower than the frame period, the newest output's age "
+          "<= 2 model times (arrival_age_p95_over_model_time; age_p95_over_model_time samples between outputs "
+          "too, which adds up to one model time by construction); node RSS flat")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.json}")

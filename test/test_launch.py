@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "segment.launch.py"
-ARGUMENTS = {"image", "camera_info", "namespace", "params_file", "weights", "device", "rviz"}
+ARGUMENTS = {"image", "camera_info", "namespace", "params_file", "weights", "device", "dds_profile", "rviz"}
 
 
 def _calls(name: str) -> list[ast.Call]:
@@ -33,7 +33,8 @@ def test_launch_file_declares_the_arguments_and_starts_installed_executables():
     assert "segment_node" in installed and (ROOT / "scripts" / "segment_node").exists()
     source = LAUNCH_FILE.read_text()
     assert '"image"' in source and '"camera_info"' in source  # the node's remappable input names
-    assert (ROOT / "config" / "segment.yaml").exists() and (ROOT / "config" / "segment.rviz").exists()
+    for name in ("segment.yaml", "segment.rviz", "fastdds_large_frames.xml"):
+        assert (ROOT / "config" / name).exists() and name in source
 
 
 def test_launch_description():
