@@ -65,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     # A self-contained graph: stay on this machine, on a domain of our own unless the user chose one.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+    # As the launch file does: shared memory large enough for the camera frames and probability maps.
+    profile = share_directory() / "config" / "fastdds_large_frames.xml"
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     print(
         f"demo graph on ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
-        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}",
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']} "
+        f"FASTDDS_DEFAULT_PROFILES_FILE={os.environ['FASTDDS_DEFAULT_PROFILES_FILE']}",
         flush=True,
     )
     args.out.mkdir(parents=True, exist_ok=True)
