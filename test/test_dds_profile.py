@@ -22,7 +22,7 @@ PROFILE = Path(sys.prefix) / "share" / "clipseg_ros" / "config" / "fastdds_large
 # A camera-like publisher in its own process: it reports the size of its largest Fast DDS
 # shared-memory mapping, then publishes one 640x480 rgb8 frame twice a second until stopped.
 PUBLISHER = """
-import sys, time
+import time
 import numpy as np, rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -53,9 +53,12 @@ def start_publisher(profile: Path | None) -> tuple[subprocess.Popen, int]:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     process = subprocess.Popen([sys.executable, "-P", "-c", PUBLISHER], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, cwd="/")
-    line = process.stdout.readline()
-    assert line.strip().isdigit(), f"publisher failed: {line}{process.stdout.read() if process.poll() else ''}"
-    return process, int(line)
+    output = []
+    for line in process.stdout:  # Fast DDS may log before the size: skip to it, or to the end on failure
+        if line.strip().isdigit():
+            return process, int(line)
+        output.append(line)
+    raise AssertionError(f"publisher exited with {process.wait()}:\n{''.join(output)}")
 
 
 @pytest.fixture(scope="module")
