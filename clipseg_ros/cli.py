@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from .checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, CheckpointError
 from .image_io import read_mask, read_rgb
+from .limits import DEFAULT_THRESHOLD, PRECISIONS, check_threshold
 from .overlay import render_overlay
-from .segmenter import PRECISIONS, Segmenter
+from .segmenter import Segmenter
 from .visual_prompt import VisualPrompt
 
 log = logging.getLogger("clipseg-segment")
@@ -27,6 +28,13 @@ log = logging.getLogger("clipseg-segment")
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "prompt"
+
+
+def threshold_arg(text: str) -> float:
+    try:
+        return check_threshold(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,9 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="hub id, HF checkpoint directory, or original .pth")
     p.add_argument("--clip-weights", default=OPENAI_CLIP, help="CLIP weights for an original .pth decoder")
     p.add_argument("--out", default="out/segment", help="output directory")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=threshold_arg, default=DEFAULT_THRESHOLD,
+                   help="probability above which a pixel is in a mask, in (0, 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=int, nargs="+", default=[352], metavar="PX",
                    help="model input size: one value (square) or HEIGHT WIDTH, multiples of 16")
     p.add_argument("--probability-format", choices=("png16", "npy"), default="png16")

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 
+from .limits import MAX_PROMPT_CHARS
+
 log = logging.getLogger(__name__)
 
-# CLIP reads at most 75 tokens; no useful prompt is longer than this many characters, and
-# tokenizing megabytes of text would stall a camera loop.
-MAX_PROMPT_CHARS = 1000
 
 
 def clean_prompt(text: str) -> str:

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from . import limits
 from .cache import EmbeddingCache
 from .checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, load_model
 from .model import ClipSeg
@@ -26,7 +27,7 @@ from .visual_prompt import VisualPrompt, VisualPromptStyle, engineer_visual_prom
 log = logging.getLogger(__name__)
 
 Prompt = str | VisualPrompt
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = dict(zip(limits.PRECISIONS, (torch.float32, torch.float16, torch.bfloat16), strict=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,28 +58,23 @@ class SegmentationResult:
 
 
 def resolve_device(device: str) -> torch.device:
+    limits.check_device_name(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N") from exc
+    resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but this machine has no CUDA device; use cpu or auto")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
     return resolved
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    limits.check_precision(precision)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 runs on CUDA only; on the CPU use bf16 or fp32")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_amx():
         # Measured on AVX512-BF16 without AMX: bf16 matrix products take 1.6x fp32's time.
         log.warning("bf16 on a CPU without AMX runs slower than fp32 (even with AVX512-BF16); use fp32 here")
-    return PRECISIONS[precision]
+    return DTYPES[precision]
 
 
 def cpu_has_amx() -> bool:
@@ -97,20 +93,16 @@ class Segmenter:
         cache_size: int = 256,
         model_id: str = "model",
         visual_style: VisualPromptStyle | None = None,
-        max_prompts: int = 64,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.precision = precision
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
-        if len(size) != 2:
-            raise ValueError(f"input_size must be one or two integers, got {input_size}")
+        size = limits.check_input_size(input_size)
         model.backbone.token_grid(*size)  # rejects sizes that are not multiples of the patch size
         self.input_size: tuple[int, int] = size
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.model_id = model_id
         self.visual_style = visual_style or VisualPromptStyle()
-        self.max_prompts = max_prompts
         self.tokenizer = Tokenizer(model.config.text.context_length)
         self.cache = EmbeddingCache(cache_size)
         # One caller at a time: the node's stream worker and its service share the model.
@@ -160,8 +152,7 @@ class Segmenter:
             prompts = [prompts]
         if not prompts:
             raise ValueError("no prompts: give at least one text or visual prompt")
-        if len(prompts) > self.max_prompts:
-            raise ValueError(f"{len(prompts)} prompts in one call; at most {self.max_prompts}")
+        limits.check_prompt_count(len(prompts))
         texts, visuals = [], []
         for p in prompts:
             if isinstance(p, VisualPrompt):
@@ -190,16 +181,17 @@ class Segmenter:
 
     # -- segmentation ---------------------------------------------------------------------------
 
-    def segment(self, image: ImageLike, prompts: Sequence[Prompt], threshold: float = 0.5) -> SegmentationResult:
+    def segment(
+        self, image: ImageLike, prompts: Sequence[Prompt], threshold: float = limits.DEFAULT_THRESHOLD
+    ) -> SegmentationResult:
         """Per-prompt probabilities and masks of one HxWx3 uint8 RGB image, at its own size."""
         return self.segment_batch([image], prompts, threshold)[0]
 
     def segment_batch(
-        self, images: Sequence[ImageLike], prompts: Sequence[Prompt], threshold: float = 0.5
+        self, images: Sequence[ImageLike], prompts: Sequence[Prompt], threshold: float = limits.DEFAULT_THRESHOLD
     ) -> list[SegmentationResult]:
         """Every prompt on every image: one backbone pass over the images, one decoder pass in all."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        threshold = limits.check_threshold(threshold)
         if not images:
             raise ValueError("no images to segment")
         sizes = [tuple(as_rgb_tensor(image).shape[-2:]) for image in images]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from clipseg_ros import limits
 from clipseg_ros.ros import parameters
 from clipseg_ros.ros.latest_frame import LatestFrameSlot
 
@@ -35,7 +36,7 @@ def test_params_file_names_every_parameter_with_its_default():
 def test_validation_gives_reasons():
     assert "must be in (0.0, 1.0)" in parameters.validate("threshold", 1.0)
     assert "empty or blank" in parameters.validate("prompts", ["cup", " "])
-    assert "at most" in parameters.validate("prompts", ["x"] * (parameters.MAX_PROMPTS + 1))
+    assert "at most" in parameters.validate("prompts", ["x"] * (limits.MAX_PROMPTS + 1))
     assert "one of" in parameters.validate("precision", "fp64")
     assert parameters.validate("prompts", []) is None
 

@@ -14,13 +14,12 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from clipseg_ros import limits
 from clipseg_ros.checkpoints import DEFAULT_WEIGHTS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 INPUT_RELIABILITIES = ("auto", *RELIABILITIES)
-MAX_PROMPTS = 32  # one decoder pass per prompt per frame: beyond this the node cannot keep up with a camera
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -39,8 +38,8 @@ def _in_range(low: float, high: float, *, open_low: bool = False, open_high: boo
 
 
 def _prompts(v: Any) -> str | None:
-    if len(v) > MAX_PROMPTS:
-        return f"at most {MAX_PROMPTS} prompts"
+    if len(v) > limits.MAX_PROMPTS:
+        return f"at most {limits.MAX_PROMPTS} prompts"
     if any(not p.strip() for p in v):
         return "a prompt must not be empty or blank (an empty list pauses the output)"
     return None
@@ -74,7 +73,9 @@ SPECS: dict[str, Spec] = {
             None if v == "auto" or v == "cpu" or v.startswith("cuda") else "must be auto, cpu, cuda or cuda:N"
         ),
     ),
-    "precision": Spec("fp32", "inference precision: fp32, fp16 or bf16 (fp16/bf16 on GPU)", check=_choice(PRECISIONS)),
+    "precision": Spec(
+        "fp32", "inference precision: fp32, fp16 or bf16 (fp16/bf16 on GPU)", check=_choice(limits.PRECISIONS)
+    ),
     "input_size": Spec(
         [352, 352], "[height, width] the model sees; outputs are resized back to the frame", check=_input_size
     ),

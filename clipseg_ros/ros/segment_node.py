@@ -30,7 +30,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from clipseg_ros import CheckpointError, Segmenter, VisualPrompt
+from clipseg_ros import CheckpointError, Segmenter, VisualPrompt, limits
 from clipseg_ros.msg import VisualPrompt as VisualPromptMsg
 from clipseg_ros.overlay import label_colors, render_overlay
 from clipseg_ros.prompts import split_prompts
@@ -187,8 +187,8 @@ class SegmentNode(Node):
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         reasons = [reason for p in params if (reason := parameters.validate(p.name, p.value))]
         prompts = next((p.value for p in params if p.name == "prompts"), None)
-        if prompts is not None and len(prompts) + len(self._visual_prompts) > parameters.MAX_PROMPTS:
-            reasons.append(f"prompts: with {len(self._visual_prompts)} visual prompts at most {parameters.MAX_PROMPTS}")
+        if prompts is not None and len(prompts) + len(self._visual_prompts) > limits.MAX_PROMPTS:
+            reasons.append(f"prompts: with {len(self._visual_prompts)} visual prompts at most {limits.MAX_PROMPTS}")
         return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
@@ -230,9 +230,9 @@ class SegmentNode(Node):
             with self._state_lock:
                 if (
                     label not in self._visual_prompts
-                    and len(self._settings.prompts) + len(self._visual_prompts) >= parameters.MAX_PROMPTS
+                    and len(self._settings.prompts) + len(self._visual_prompts) >= limits.MAX_PROMPTS
                 ):
-                    raise ValueError(f"already {parameters.MAX_PROMPTS} prompts")
+                    raise ValueError(f"already {limits.MAX_PROMPTS} prompts")
                 self._visual_prompts[label] = prompt
         except ValueError as exc:  # ImageDecodeError included
             self.get_logger().warning(f"visual prompt {label!r} ignored: {exc}", throttle_duration_sec=WARN_EVERY_S)

@@ -13,7 +13,9 @@ import logging
 import sys
 
 from ..checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, CheckpointError
-from ..segmenter import PRECISIONS, Segmenter
+from ..cli import threshold_arg
+from ..limits import PRECISIONS
+from ..segmenter import Segmenter
 from .evaluate import MIOU_GROUPS, PROMPT_KINDS, EvalOptions, evaluate
 from .metrics import DEFAULT_THRESHOLD
 from .report import build_report, summary_lines, write_report
@@ -30,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="PhraseCut directory (VGPhraseCut_v0) or folder dataset")
     p.add_argument("--split", default="test", help="PhraseCut split, or the folder format's split column")
     p.add_argument("--out", default="out/eval", help="directory for eval_report.json and eval_curves.png")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--threshold", type=threshold_arg, default=DEFAULT_THRESHOLD)
     p.add_argument("--prompt", choices=PROMPT_KINDS, default="text",
                    help="text: the phrases (PhraseCut); visual: one-shot, another image's mask of the phrase")
     p.add_argument("--template", default="{}", help="text prompt template, e.g. 'a photo of a {}.'")
@@ -41,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--input-size", type=int, default=352, help="model input side in pixels (multiple of 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--seed", type=int, default=0, help="seed of the negative samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..image_io import read_rgb
+from ..limits import MAX_PROMPTS
 from ..segmenter import Prompt, Segmenter
 from ..visual_prompt import VisualPrompt
 from .metrics import DEFAULT_THRESHOLD, SegmentationMetrics, threshold_grid
@@ -53,7 +54,7 @@ def evaluate(
     metrics = SegmentationMetrics(threshold_grid(include=(options.threshold,)))
     rng = np.random.default_rng(options.seed)
     groups = list(source.by_image().items())[: options.limit]
-    chunk = segmenter.max_prompts
+    chunk = MAX_PROMPTS
     for image_path, indices in tqdm(groups, desc="eval", unit="image", disable=not options.progress):
         image = read_rgb(image_path)
         cases = [(str(i), source[i].phrase, source[i].draw_mask(image.shape[:2])) for i in indices]

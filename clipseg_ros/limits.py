@@ -1,0 +1,85 @@
+"""Every limit and allowed set of the engine, defined once.
+
+The node's parameters, its topics and service, and the command line all check against these, so a
+value one entry point accepts is never refused by another. Each `check_*` returns the value (normalised)
+or raises ValueError with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# -- prompts ---------------------------------------------------------------------------------------
+# One decoder pass per prompt per frame: beyond this a node cannot keep up with a camera.
+MAX_PROMPTS = 32
+# CLIP reads at most 75 tokens; no useful prompt is longer, and tokenizing megabytes would stall a loop.
+MAX_PROMPT_CHARS = 1000
+
+# -- probabilities -----------------------------------------------------------------------------------
+# Open at both ends: threshold 0 would mark every pixel and 1 none, so neither is a mask.
+THRESHOLD_MIN = 0.0
+THRESHOLD_MAX = 1.0
+DEFAULT_THRESHOLD = 0.5
+
+# -- runtime -----------------------------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+# -- images ------------------------------------------------------------------------------------------
+# Camera frames the engine takes (sensor_msgs/Image encodings); masks of visual prompts.
+IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+MASK_ENCODINGS = ("mono8", "32FC1")
+COMPRESSED_FORMATS = ("jpeg", "png")
+# A 4K frame (3840x2160) and square 4096x4096 pass; a decompression bomb declaring more is refused
+# from its header, before a byte of pixels is allocated.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGE_SIDE = 16384
+# The model's own input: multiples of the patch size, within these sides.
+INPUT_SIDE_MIN = 32
+INPUT_SIDE_MAX = 2048
+
+
+def check_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"threshold must be a number, got {value!r}")
+    if not THRESHOLD_MIN < value < THRESHOLD_MAX:
+        raise ValueError(f"threshold must be in ({THRESHOLD_MIN:g}, {THRESHOLD_MAX:g}), got {value}")
+    return float(value)
+
+
+def check_prompt_count(count: int) -> int:
+    if count > MAX_PROMPTS:
+        raise ValueError(f"{count} prompts; at most {MAX_PROMPTS}")
+    return count
+
+
+def check_precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise ValueError(f"precision {value!r} is not one of {', '.join(PRECISIONS)}")
+    return value
+
+
+def check_device_name(value: str) -> str:
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise ValueError(f"device {value!r} is not one of {DEVICE_NAMES}")
+    return value
+
+
+def check_input_size(size: Any) -> tuple[int, int]:
+    """(height, width) from one side or two; the patch-size multiple is the model's own check."""
+    sides = (size, size) if isinstance(size, int) else tuple(size)
+    if len(sides) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in sides):
+        raise ValueError(f"input_size must be one or two integers (height, width), got {size!r}")
+    if any(not INPUT_SIDE_MIN <= s <= INPUT_SIDE_MAX for s in sides):
+        raise ValueError(f"input_size sides must be in {INPUT_SIDE_MIN}..{INPUT_SIDE_MAX}, got {size!r}")
+    return sides
+
+
+def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    """Refuse an image by its declared size, before anything is allocated for it."""
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise ValueError(f"image size {width}x{height} outside 1..{MAX_IMAGE_SIDE} per side")
+    if width * height > max_pixels:
+        raise ValueError(f"image size {width}x{height} is {width * height} pixels, above the limit of {max_pixels}")
