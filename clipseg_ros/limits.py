@@ -27,6 +27,11 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
+# -- backends (who runs the image path: backbone through decoder) ------------------------------------
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# ONNX Runtime int8: weights only, scales per call ("dynamic"), or activations too, from calibration images.
+INT8_MODES = ("dynamic", "static")
+
 # -- images ------------------------------------------------------------------------------------------
 # Camera frames the engine takes (sensor_msgs/Image encodings); masks of visual prompts.
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
@@ -58,6 +63,18 @@ def check_prompt_count(count: int) -> int:
 def check_precision(value: str) -> str:
     if value not in PRECISIONS:
         raise ValueError(f"precision {value!r} is not one of {', '.join(PRECISIONS)}")
+    return value
+
+
+def check_backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"backend {value!r} is not one of {', '.join(BACKENDS)}")
+    return value
+
+
+def check_int8_mode(value: str) -> str:
+    if value not in INT8_MODES:
+        raise ValueError(f"int8 mode {value!r} is not one of {', '.join(INT8_MODES)}")
     return value
 
 
