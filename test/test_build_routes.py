@@ -1,17 +1,21 @@
-"""The ways of installing the package: `colcon build` in a ROS 2 workspace, `make setup` into .venv, and
-`pip install .` of the engine alone.
+"""The ways of installing the package: `colcon build` + `colcon test` in a ROS 2 workspace, `make setup` into
+.venv, and `pip install .` of the engine alone; and that package.xml declares every import with rosdep keys that
+exist.
 
-Each is checked from outside the repository (a source checkout in the working directory would shadow
+Each route is checked from outside the repository (a source checkout in the working directory would shadow
 the installed package): the interfaces import, and the installed executables and share files exist.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,8 @@ IMPORTS = (
     "assert Segment.Request().threshold == 0.0 and VisualPrompt().text_weight == 0.0; "
     "print(clipseg_ros.srv.__file__); print(node.__file__)"
 )
+# What colcon test runs in the workspace route: one quick file of the suite (plus ruff).
+COLCON_TESTS = "test/test_image_codec.py"
 SHARE_FILES = ("package.xml", "launch/segment.launch.py", "config/segment.yaml", "config/segment.rviz")
 EXECUTABLES = ("segment_node", "sample_publisher")
 
@@ -90,7 +96,8 @@ def test_colcon_workspace_route(tmp_path):
             "console_direct-",
             "--cmake-args",
             f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}",
-            "-DBUILD_TESTING=OFF",
+            "-DBUILD_TESTING=ON",
+            f"-DCLIPSEG_TESTS={COLCON_TESTS}",
         ],
         cwd=tmp_path,
         env=ros_build_env(),
@@ -111,6 +118,27 @@ def test_colcon_workspace_route(tmp_path):
     srv_file, node_file = out.stdout.split()[:2]
     assert srv_file.startswith(str(prefix)) and node_file.startswith(str(prefix))
     assert "exit=3" in out.stdout and "weights:=" in out.stderr, out.stdout + out.stderr
+
+    # colcon test: a pytest file against the installed package (CLIPSEG_TESTS; the whole suite takes too long
+    # here), and ruff. colcon test-result exits non-zero on any failure.
+    colcon_args = ["--log-base", "log"]
+    test = subprocess.run([str(colcon), *colcon_args, "test", "--base-paths", "src", "--build-base", "build",
+                           "--install-base", "install", "--event-handlers", "console_direct-"],
+                          cwd=tmp_path, env=ros_build_env(), capture_output=True, text=True)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    result = subprocess.run([str(colcon), *colcon_args, "test-result", "--test-result-base", "build", "--verbose"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:]
+    results = tmp_path / "build" / "clipseg_ros" / "test_results" / "clipseg_ros"
+    counts = {path.name.removesuffix(".xunit.xml"): _junit_tests(path) for path in results.glob("*.xunit.xml")}
+    assert counts.keys() == {Path(COLCON_TESTS).stem, "ruff"}, counts
+    assert counts[Path(COLCON_TESTS).stem] > 10, counts
+
+
+def _junit_tests(path: Path) -> int:
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    return sum(int(suite.get("tests", 0)) for suite in suites)
 
 
 def test_pip_route_gives_the_engine_and_its_commands_without_ros(tmp_path):
@@ -136,3 +164,54 @@ def test_pip_route_gives_the_engine_and_its_commands_without_ros(tmp_path):
 def test_lint():
     out = subprocess.run([str(VENV / "bin" / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
+
+
+# rosdep keys read from ros/rosdistro's rosdep/python.yaml (2026-08-22); python3-safetensors(-pip) and any
+# open_clip key do not exist, and `rosdep install` stops at the first key it cannot resolve.
+ROSDEP_KEYS = {
+    "python3-torch", "python3-torchvision", "python3-numpy", "python3-opencv", "python3-huggingface-hub-pip",
+    "python3-tqdm", "python3-matplotlib", "python3-skimage", "python3-pytest", "python3-yaml",
+    "python3-transformers-pip", "python3-ruff-pip",
+}
+# The distribution behind each third-party import: a rosdep key, or a pip name where no key exists.
+IMPORT_KEYS = {
+    "torch": "python3-torch", "torchvision": "python3-torchvision", "numpy": "python3-numpy",
+    "cv2": "python3-opencv", "huggingface_hub": "python3-huggingface-hub-pip", "tqdm": "python3-tqdm",
+    "matplotlib": "python3-matplotlib", "skimage": "python3-skimage",
+    "open_clip": "open_clip_torch", "safetensors": "safetensors",
+}
+ROS_PACKAGE = re.compile(r"rclpy|launch|launch_ros|ament_index_python|\w+_(msgs|srvs|interfaces)")
+
+
+def _requirement_names(path: Path) -> set[str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {re.split(r"[<>=!~\[ ;]", line)[0].lower().replace("_", "-") for line in lines if line}
+
+
+def test_package_xml_declares_every_import_with_keys_that_exist():
+    declared = {element.text for element in ET.parse(ROOT / "package.xml").getroot() if element.tag.endswith("depend")}
+    python_keys = {key for key in declared if key.startswith("python3-")}
+    assert python_keys <= ROSDEP_KEYS, f"no rosdep rule for {python_keys - ROSDEP_KEYS}"
+    ros_workspace = ROOT / "requirements" / "ros-workspace.txt"
+    pip_for_ros = _requirement_names(ros_workspace)
+    exact = [line for line in ros_workspace.read_text().splitlines() if "==" in line or "~=" in line]
+    assert not exact, f"{exact}: no exact pins for robots (they bring their own torch)"
+
+    sources = [*(ROOT / "clipseg_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py")]
+    sources += [path for path in (ROOT / "scripts").iterdir() if path.read_text().startswith("#!")]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"clipseg_ros"}
+    for name in sorted(third_party):
+        if ROS_PACKAGE.fullmatch(name):
+            assert name in declared, f"{name} is imported: declare it in package.xml"
+            continue
+        assert name in IMPORT_KEYS, f"{name} is imported: add its rosdep key (or pip name) to this test and declare it"
+        key = IMPORT_KEYS[name]
+        assert key in declared or key.replace("_", "-") in pip_for_ros, (
+            f"{name} is imported: declare {key} in package.xml, or in requirements/ros-workspace.txt if no key exists")
