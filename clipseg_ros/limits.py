@@ -45,6 +45,23 @@ MAX_IMAGE_SIDE = 16384
 INPUT_SIDE_MIN = 32
 INPUT_SIDE_MAX = 2048
 
+# -- model shape (a checkpoint's config.json) --------------------------------------------------------
+# Far above any CLIP CLIPSeg builds on (the released ViT-B/16: width 768, 12 layers, 150 M parameters),
+# low enough that a corrupt or hostile config.json is refused before a module is built.
+MODEL_WIDTH_MAX = 8192
+MODEL_LAYERS_MAX = 64
+MODEL_MLP_DIM_MAX = 32768
+# CLIP's BPE tokenizer emits ids up to 49407: a smaller embedding table fails on every text prompt.
+MODEL_VOCAB_MIN = 49408
+MODEL_VOCAB_MAX = 1_000_000
+MODEL_CONTEXT_MAX = 1024
+# Smaller patches turn a camera frame into tens of thousands of tokens (attention is quadratic in them).
+MODEL_PATCH_SIZE_MIN = 8
+MODEL_PATCH_SIZE_MAX = 64
+# 4 GB of fp32 weights, nearly seven times the released model.
+MAX_MODEL_PARAMETERS = 1_000_000_000
+
+
 
 def check_threshold(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -100,3 +117,13 @@ def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_IMAG
         raise ValueError(f"image size {width}x{height} outside 1..{MAX_IMAGE_SIDE} per side")
     if width * height > max_pixels:
         raise ValueError(f"image size {width}x{height} is {width * height} pixels, above the limit of {max_pixels}")
+
+
+def check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """An integer in minimum..maximum (no upper bound when maximum is None)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value

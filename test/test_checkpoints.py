@@ -130,3 +130,64 @@ def test_hub_download_offline_names_the_id_and_the_way_out(tmp_path, monkeypatch
         load_hf("CIDAS/clipseg-rd64-refined")
     assert "CIDAS/clipseg-rd64-refined" in str(error.value)
     assert "--weights DIR" in str(error.value)
+
+
+def _with(config: dict, key: str, value) -> dict:
+    """`config` with `key` ("vision_config.hidden_size" or a top-level key) set to `value`."""
+    config = json.loads(json.dumps(config))
+    *section, name = key.split(".")
+    (config[section[0]] if section else config)[name] = value
+    return config
+
+
+# Each: what config.json says, and the key the refusal must name.
+BROKEN_CONFIGS = [
+    ("vision_config.hidden_size", 1e9, "vision_config.hidden_size"),
+    ("vision_config.hidden_size", 10**9, "vision_config.hidden_size"),
+    ("vision_config.hidden_size", -1, "vision_config.hidden_size"),
+    ("vision_config.hidden_size", "768", "vision_config.hidden_size"),
+    ("vision_config.patch_size", 0, "vision_config.patch_size"),
+    ("vision_config.patch_size", [16, 32], "vision_config.patch_size"),
+    ("vision_config.num_attention_heads", 0, "vision_config.num_attention_heads"),
+    ("vision_config.num_attention_heads", 5, "vision_config.num_attention_heads"),  # 48 not divisible by 5
+    ("vision_config.num_hidden_layers", 10**6, "vision_config.num_hidden_layers"),
+    ("vision_config.image_size", 8, "vision_config.image_size"),
+    ("vision_config", [1, 2], "vision_config"),
+    ("text_config.vocab_size", 10**12, "text_config.vocab_size"),
+    ("text_config.vocab_size", 100, "text_config.vocab_size"),
+    ("text_config.max_position_embeddings", None, "text_config.max_position_embeddings"),
+    ("text_config.num_hidden_layers", True, "text_config.num_hidden_layers"),
+    ("extract_layers", [1, 2, 9], "extract_layers"),
+    ("extract_layers", [], "extract_layers"),
+    ("extract_layers", "123", "extract_layers"),
+    ("conditional_layer", 3, "conditional_layer"),
+    ("decoder_num_attention_heads", 3, "decoder_num_attention_heads"),
+    ("use_complex_transposed_convolution", "yes", "use_complex_transposed_convolution"),
+    # Every field in range, together far too big: the bound on the parameter count refuses it.
+    ("text_config.intermediate_size", 32768, "parameters"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "names"), BROKEN_CONFIGS)
+def test_config_fields_are_checked_before_anything_is_built(tmp_path, tiny_model, key, value, names):
+    save_hf(tiny_model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    if names == "parameters":
+        config["text_config"].update(hidden_size=8192, num_hidden_layers=64, num_attention_heads=8)
+    (tmp_path / "config.json").write_text(json.dumps(_with(config, key, value)))
+    with pytest.raises(CheckpointError, match="is not a usable CLIPSeg config") as error:
+        load_hf(str(tmp_path))
+    assert names in str(error.value)
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '"clipseg"', "null", "{"])
+def test_config_json_that_is_not_an_object_is_refused(tmp_path, tiny_model, content):
+    save_hf(tiny_model, tmp_path)
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(CheckpointError, match="config"):
+        load_hf(str(tmp_path))
+
+
+def test_parameter_count_is_that_of_the_built_model(tiny_config):
+    for config in (tiny_config(), tiny_config(refined_head=False), tiny_config(extract_layers=(0, 4), reduce_dim=8)):
+        assert config.parameter_count() == sum(p.numel() for p in ClipSeg(config).parameters())
