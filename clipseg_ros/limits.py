@@ -127,3 +127,68 @@ def check_count(name: str, value: Any, minimum: int, maximum: int | None = None)
         bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+# -- perception: instances, depth -> 3D, points (clipseg_ros.perception) ----------------------------------
+# A region smaller than this (pixels) is a speck of CLIPSeg's upsampled 22x22 token grid, not an object.
+DEFAULT_MIN_AREA = 100
+# REP-118 depth images: 16UC1 millimetres, 32FC1 metres.
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+# Depth cameras measure nothing closer than about 0.1 m, and stereo/ToF error grows with distance squared.
+DEFAULT_DEPTH_MIN_M = 0.1
+DEFAULT_DEPTH_MAX_M = 10.0
+DEPTH_MAX_LIMIT_M = 1000.0
+# A depth sample farther than this share of its depth from a neighbour's sits on an edge (a flying pixel). A box
+# 0.15 m tall on a table 1.2 m away is a 12 % jump; a floor seen from 0.5 m up steps under 4 % per pixel to 10 m.
+DEPTH_EDGE_RATIO = 0.05
+# Fewer valid depth points than this in a region and its 3D position is not given (never guessed).
+DEFAULT_MIN_POINTS = 20
+# Points farther than this from a region's median depth are background seen past the mask's edge (yolo_ros's
+# detect_3d_node gates the same way, 0.3 m); 0.5 m keeps chairs and boxes whole.
+DEFAULT_OBJECT_DEPTH_M = 0.5
+# The 3D box spans the 1st to 99th percentile per axis: a few flying pixels at depth edges do not stretch it.
+BOX_PERCENTILE = 1.0
+# An instance's 3D comes from a grid of about this many of its pixels (all of them when it is smaller): a
+# median and percentiles of 2500 points are within millimetres of those of all, at a fixed cost per instance.
+LOCATE_POINTS = 2500
+# Point clouds keep every n-th pixel per row and column: 4 gives a 640x480 frame at most 19200 points per prompt.
+DEFAULT_POINT_STRIDE = 4
+MAX_POINT_STRIDE = 64
+# Colour and depth stamps within this many seconds are one frame: unsynchronised streams at 15 Hz are at most
+# half a period (0.033 s) apart; a robot at 1 m/s moves 5 cm in that time.
+DEFAULT_SYNC_TOLERANCE_S = 0.05
+MAX_SYNC_TOLERANCE_S = 1.0
+# Depth frames kept to pair with colour frames: 0.3 s at 30 Hz, more than a colour frame waits in the node.
+DEPTH_HISTORY = 10
+
+
+def check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """An integer in minimum..maximum (no upper bound when maximum is None)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_positive_number(name: str, value: Any, maximum: float) -> float:
+    """A number in (0, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= maximum:
+        raise ValueError(f"{name} must be a number in (0, {maximum:g}], got {value!r}")
+    return float(value)
+
+
+def check_depth_range(min_m: Any, max_m: Any) -> tuple[float, float]:
+    for name, value in (("depth min", min_m), ("depth max", max_m)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= DEPTH_MAX_LIMIT_M:
+            raise ValueError(f"{name} must be a number of metres in 0..{DEPTH_MAX_LIMIT_M:g}, got {value!r}")
+    if not min_m < max_m:
+        raise ValueError(f"depth range must have min < max, got {min_m}..{max_m} m")
+    return float(min_m), float(max_m)
+
+
+def check_depth_encoding(value: str) -> str:
+    if value not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth encoding {value!r} is not one of {', '.join(DEPTH_ENCODINGS)} (REP-118)")
+    return value
