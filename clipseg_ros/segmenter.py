@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import limits
+from .backends import make_image_path
 from .cache import EmbeddingCache
 from .checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, load_model
 from .model import ClipSeg
@@ -93,6 +94,9 @@ class Segmenter:
         cache_size: int = 256,
         model_id: str = "model",
         visual_style: VisualPromptStyle | None = None,
+        backend: str = "torch",
+        int8: str | None = None,
+        onnx_file: str | None = None,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
@@ -100,6 +104,9 @@ class Segmenter:
         size = limits.check_input_size(input_size)
         model.backbone.token_grid(*size)  # rejects sizes that are not multiples of the patch size
         self.input_size: tuple[int, int] = size
+        # Before the model moves: an ONNX export is made from the fp32 weights as loaded. The prompt
+        # encoders stay in torch whatever runs the image path (see clipseg_ros.backends).
+        self.image_path = make_image_path(backend, model, size, self.device, int8=int8, onnx_file=onnx_file)
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.model_id = model_id
         self.visual_style = visual_style or VisualPromptStyle()
@@ -200,7 +207,7 @@ class Segmenter:
             n = len(labels)
             pixels = to_model_input(images, self.input_size, self.device, self.dtype)
             image_index = torch.arange(len(images), device=self.device).repeat_interleave(n)
-            logits = self.model(pixels, conditionals.repeat(len(images), 1), image_index)
+            logits = self.image_path(pixels, conditionals.repeat(len(images), 1), image_index)
             results = []
             for i, size in enumerate(sizes):
                 probabilities = logits_to_probabilities(logits[i * n : (i + 1) * n], size)
@@ -212,7 +219,7 @@ class Segmenter:
         with self._lock, torch.inference_mode():
             pixels = torch.zeros(1, 3, *self.input_size, device=self.device, dtype=self.dtype)
             cond = torch.zeros(1, self.model.config.projection_dim, device=self.device, dtype=self.dtype)
-            self.model(pixels, cond)
+            self.image_path(pixels, cond, torch.zeros(1, dtype=torch.long, device=self.device))
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
 

@@ -26,6 +26,7 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "mono8": (np.dtype(np.uint8), 1),
     "mono16": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
+    "16UC1": (np.dtype(np.uint16), 1),  # REP-118 depth, millimetres
 }
 
 

@@ -1,0 +1,119 @@
+"""Pairing colour frames with depth frames by stamp (approximate time), without message_filters.
+
+`StampPairer` is the pairing itself, on plain numbers (stamps in any one unit), so its rules are tested without
+ROS; `DepthSync` is the camera's depth input: it keeps the last depth frames and camera_info as they arrive and
+gives the depth frame for a colour header, decoded for `clipseg_ros.perception`.
+
+Rules: a colour frame pairs with the depth frame whose stamp is closest to its own, if within the tolerance
+(a tie goes to the newer depth frame); an older depth frame is stale, and the colour frame goes on without 3D.
+Only the last `history` depth frames are kept, so memory is flat however fast depth arrives.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Generic, TypeVar
+
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from clipseg_ros import limits
+from clipseg_ros.perception import DepthInput, Intrinsics
+
+from .image_codec import image_to_numpy
+
+Item = TypeVar("Item")
+
+
+class StampPairer(Generic[Item]):
+    """Newest colour/depth pairs within `tolerance` of each other; thread-safe (callbacks add, a worker pairs)."""
+
+    def __init__(self, tolerance: float, history: int = limits.DEPTH_HISTORY) -> None:
+        if not tolerance >= 0:
+            raise ValueError(f"stamp tolerance must be >= 0, got {tolerance!r}")
+        limits.check_count("depth history", history, 1)
+        self.tolerance = tolerance
+        self._history = history
+        self._lock = threading.Lock()
+        self._depth: list[tuple[float, Item]] = []  # sorted by stamp
+        self._colour: list[tuple[float, Item]] = []
+
+    def add_depth(self, stamp: float, item: Item) -> None:
+        self._add(self._depth, stamp, item)
+
+    def add_colour(self, stamp: float, item: Item) -> None:
+        self._add(self._colour, stamp, item)
+
+    def match(self, stamp: float) -> tuple[float, Item] | None:
+        """The depth frame (stamp, item) closest to a colour stamp, or None when none is within tolerance."""
+        with self._lock:
+            return self._closest(stamp)
+
+    def newest_pair(self) -> tuple[tuple[float, Item], tuple[float, Item]] | None:
+        """The newest colour frame that has a depth frame within tolerance, and that depth frame."""
+        with self._lock:
+            for colour in reversed(self._colour):
+                depth = self._closest(colour[0])
+                if depth is not None:
+                    return colour, depth
+        return None
+
+    def _add(self, frames: list[tuple[float, Item]], stamp: float, item: Item) -> None:
+        with self._lock:
+            # Out-of-order arrivals (several publishers, a replayed bag) still land in stamp order.
+            bisect.insort(frames, (stamp, item), key=lambda frame: frame[0])
+            del frames[: -self._history]
+
+    def _closest(self, stamp: float) -> tuple[float, Item] | None:
+        best = None
+        for depth in self._depth:
+            gap = abs(depth[0] - stamp)
+            if gap <= self.tolerance and (best is None or gap <= abs(best[0] - stamp)):
+                best = depth  # `<=` over stamp order: a tie goes to the newer frame
+        return best
+
+
+def stamp_ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def intrinsics_from_camera_info(msg: CameraInfo) -> Intrinsics:
+    """The pinhole K of a camera_info with its image size; an uncalibrated (all-zero K) one is refused."""
+    return Intrinsics.from_k(msg.k, msg.width, msg.height)
+
+
+def depth_from_messages(depth: Image, camera_info: CameraInfo) -> DepthInput:
+    """A REP-118 depth image (16UC1 mm, 32FC1 m) and its camera_info as the post-processing's depth input.
+
+    Raises ValueError (ImageDecodeError is one) naming what is wrong: encoding, size, a K of zeros.
+    """
+    limits.check_depth_encoding(depth.encoding)
+    return DepthInput(image_to_numpy(depth), depth.encoding, intrinsics_from_camera_info(camera_info))
+
+
+class DepthSync:
+    """One camera's depth input: depth frames and their camera_info in, the frame paired with a colour header out."""
+
+    def __init__(self, tolerance_s: float = limits.DEFAULT_SYNC_TOLERANCE_S, history: int = limits.DEPTH_HISTORY):
+        limits.check_positive_number("depth sync tolerance (s)", tolerance_s, limits.MAX_SYNC_TOLERANCE_S)
+        self._pairer: StampPairer[Image] = StampPairer(round(tolerance_s * 1e9), history)
+        self._camera_info: CameraInfo | None = None
+
+    def add_depth(self, msg: Image) -> None:
+        """Subscription callback: only keeps the message (decoding waits until a colour frame pairs with it)."""
+        self._pairer.add_depth(stamp_ns(msg.header.stamp), msg)
+
+    def set_camera_info(self, msg: CameraInfo) -> None:
+        """Subscription callback of the depth camera_info (its intrinsics rarely change: the latest is kept)."""
+        self._camera_info = msg
+
+    def match(self, header: Header) -> DepthInput | None:
+        """The depth frame paired with the colour frame of `header`; None when none is within the tolerance
+        (missing or stale depth) or no depth camera_info has arrived yet. Raises ValueError for a bad frame."""
+        paired = self._pairer.match(stamp_ns(header.stamp))
+        camera_info = self._camera_info
+        if paired is None or camera_info is None:
+            return None
+        return depth_from_messages(paired[1], camera_info)
