@@ -13,14 +13,16 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).parent
 
 
-def requirements() -> list[str]:
-    lines = (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+def requirements(name: str = "runtime.txt") -> list[str]:
+    lines = (ROOT / "requirements" / name).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 setup(
     packages=find_packages(include=["clipseg_ros", "clipseg_ros.*"]),
     install_requires=requirements(),
+    # The onnxruntime backend, clipseg-export and clipseg-quant-check: pip install .[onnx]
+    extras_require={"onnx": requirements("onnx.txt")},
     data_files=[
         ("share/clipseg_ros", ["package.xml"]),
         ("share/clipseg_ros/launch", ["launch/segment.launch.py"]),
@@ -31,6 +33,8 @@ setup(
             "clipseg-segment = clipseg_ros.cli:main",
             "clipseg-train = clipseg_ros.train.train_command:main",
             "clipseg-eval = clipseg_ros.train.eval_command:main",
+            "clipseg-export = clipseg_ros.export_command:main",
+            "clipseg-quant-check = clipseg_ros.quant_check:main",
         ]
     },
 )
