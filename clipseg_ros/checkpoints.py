@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import limits
 from .model import ClipSeg, ClipSegConfig
 
 log = logging.getLogger(__name__)
@@ -194,23 +195,57 @@ def _resolve_hf_files(source: str, revision: str | None) -> tuple[Path, Path]:
 
 
 def _download_hf(repo_id: str, revision: str | None) -> tuple[Path, Path]:
+    # Unreachable, huggingface_hub retries with backoff for about 23 s before it looks in its cache: ask once,
+    # quickly, and when nobody answers take the cache alone, as HF_HUB_OFFLINE=1 does.
+    unreachable = _hub_unreachable(repo_id, revision)
+    try:
+        files = _cached_hf(repo_id, revision) if unreachable else _fetched_hf(repo_id, revision)
+    except Exception as exc:  # no such repo, gated, network down mid-way: one message for all
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+    else:
+        if files is not None:
+            return files
+        reason = f"the hub cannot be reached ({unreachable}) and the files are not in the local cache"
+    raise CheckpointError(
+        f"cannot get {repo_id!r} from the Hugging Face hub ({reason}). On a machine with access run "
+        f"`hf download {repo_id} --local-dir DIR`, copy DIR here and pass its path "
+        f"as the weights (--weights DIR, or the node's `weights` parameter)"
+    )
+
+
+def _hub_unreachable(repo_id: str, revision: str | None) -> str:
+    """Why the hub cannot be reached (offline mode, no network, no answer in time), or "" when it answers."""
+    from huggingface_hub import get_session, hf_hub_url, is_offline_mode
+
+    if is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    try:  # one request, no retries; any HTTP answer (even 401 or 404) means the hub is there
+        get_session().head(hf_hub_url(repo_id, "config.json", revision=revision), timeout=limits.HUB_PROBE_S)
+    except Exception as exc:  # DNS, refused, timeout, proxy: the transport's errors
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}"
+    return ""
+
+
+def _cached_hf(repo_id: str, revision: str | None) -> tuple[Path, Path] | None:
+    """config.json and weights of `repo_id` from the local hub cache, without a request; None if not there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [try_to_load_from_cache(repo_id, name, revision=revision) for name in ("config.json", *HF_WEIGHT_FILES)]
+    config, weights = found[0], next((f for f in found[1:] if isinstance(f, str)), None)
+    return (Path(config), Path(weights)) if isinstance(config, str) and weights else None
+
+
+def _fetched_hf(repo_id: str, revision: str | None) -> tuple[Path, Path]:
+    """config.json and weights through huggingface_hub's download (its cache, its checks for updates)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    try:
-        config = Path(hf_hub_download(repo_id, "config.json", revision=revision))
-        for filename in HF_WEIGHT_FILES:
-            try:
-                return config, Path(hf_hub_download(repo_id, filename, revision=revision))
-            except EntryNotFoundError:
-                continue
-    except Exception as exc:  # offline, no such repo, gated, network down: one message for all
-        raise CheckpointError(
-            f"cannot get {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). On a machine with access run "
-            f"`huggingface-cli download {repo_id} --local-dir DIR`, copy DIR here and pass its path "
-            f"as the weights (--weights DIR, or the node's `weights` parameter)"
-        ) from exc
+    config = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    for filename in HF_WEIGHT_FILES:
+        try:
+            return config, Path(hf_hub_download(repo_id, filename, revision=revision))
+        except EntryNotFoundError:
+            continue
     raise CheckpointError(f"hub repository {repo_id!r} has none of {', '.join(HF_WEIGHT_FILES)}")
 
 

@@ -60,6 +60,9 @@ MODEL_PATCH_SIZE_MIN = 8
 MODEL_PATCH_SIZE_MAX = 64
 # 4 GB of fp32 weights, nearly seven times the released model.
 MAX_MODEL_PARAMETERS = 1_000_000_000
+# One look-up decides whether a hub id is downloaded or taken from the local cache: an offline robot
+# starts (or fails with the way out) in seconds, not after the hub client's retries.
+HUB_PROBE_S = 2.0
 
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
@@ -120,16 +125,96 @@ def test_corrupt_and_absent_files_get_clear_errors(tmp_path):
         load_hf(str(tmp_path / "no" / "such" / "dir"))
 
 
-def test_hub_download_offline_names_the_id_and_the_way_out(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    import huggingface_hub.constants as constants
+# -- hub ids without a hub: each case in its own process, with the environment a robot would have ---------
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CheckpointError) as error:
-        load_hf("CIDAS/clipseg-rd64-refined")
-    assert "CIDAS/clipseg-rd64-refined" in str(error.value)
-    assert "--weights DIR" in str(error.value)
+HUB_ID = "CIDAS/clipseg-rd64-refined"
+_LOAD = """
+import json, sys, time
+from clipseg_ros.checkpoints import CheckpointError, load_hf
+started = time.monotonic()
+try:
+    model = load_hf(sys.argv[1])
+    outcome = {"loaded": model.config.to_hf_dict()}
+except CheckpointError as exc:
+    outcome = {"error": str(exc)}
+outcome["seconds"] = time.monotonic() - started
+print(json.dumps(outcome))
+"""
+
+
+def load_in_process(repo_id: str, hf_home, **env) -> dict:
+    environment = {**os.environ, "HF_HOME": str(hf_home), **env}
+    environment.pop("HF_HUB_OFFLINE", None) if "HF_HUB_OFFLINE" not in env else None
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", _LOAD, repo_id], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    print(f"{repo_id} with {env}: {outcome['seconds']:.2f} s")
+    return outcome
+
+
+@pytest.fixture
+def silent_hub():
+    """An endpoint that accepts connections and never answers: a hub behind a dead link."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
+def refused_hub():
+    """An endpoint nobody listens on: no network route, connection refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("hub", ["offline", "refused", "silent"])
+def test_hub_id_without_a_hub_fails_at_once_with_the_way_out(tmp_path, request, hub):
+    env = {"HF_HUB_OFFLINE": "1"} if hub == "offline" else {"HF_ENDPOINT": request.getfixturevalue(f"{hub}_hub")}
+    outcome = load_in_process(HUB_ID, tmp_path / "hf", **env)
+    message = outcome["error"]
+    assert f"`hf download {HUB_ID} --local-dir DIR`" in message and "--weights DIR" in message
+    assert "cannot be reached" in message and "not in the local cache" in message
+    assert "huggingface-cli" not in message
+    # Loose: guards the 23 s of retries the hub client spends before giving up, not the speed.
+    assert outcome["seconds"] < 10.0
+
+
+def test_a_hub_that_answers_is_asked_through_the_download_path(tmp_path):
+    """A reachable hub that has no such repository: the download's own error, not the offline one."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - http.server's naming
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        outcome = load_in_process(HUB_ID, tmp_path / "hf", HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+        server.shutdown()
+    # huggingface_hub's own answer to an HTTP error (it looked in its cache too), not our offline short cut
+    assert "the hub cannot be reached" not in outcome["error"] and "LocalEntryNotFoundError" in outcome["error"]
+    assert f"`hf download {HUB_ID} --local-dir DIR`" in outcome["error"]
+
+
+def test_hub_id_in_the_local_cache_is_used_without_a_hub(tmp_path, tiny_model, refused_hub):
+    snapshot = tmp_path / "hf" / "hub" / "models--someone--tiny-clipseg" / "snapshots" / ("0" * 40)
+    save_hf(tiny_model, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    for env in ({"HF_ENDPOINT": refused_hub}, {"HF_HUB_OFFLINE": "1"}):
+        outcome = load_in_process("someone/tiny-clipseg", tmp_path / "hf", **env)
+        assert outcome.get("loaded") == tiny_model.config.to_hf_dict(), outcome
 
 
 def _with(config: dict, key: str, value) -> dict:
