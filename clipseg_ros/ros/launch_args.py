@@ -1,0 +1,80 @@
+"""What launch/segment.launch.py makes of its arguments: the node's parameter overrides, and an rviz config that
+shows the topics the node really uses in its namespace.
+
+Plain functions, no `launch` import: they are tested where launch is not installed, and the launch file calls
+them with the arguments' performed values. Topic names are expanded by rclpy, as the node itself expands them.
+"""
+
+from __future__ import annotations
+
+import yaml
+from rclpy.expand_topic_name import expand_topic_name
+
+NODE_NAME = "clipseg"
+# Values of `dds_profile` that mean: no Fast DDS profile for the node.
+NO_DDS_PROFILE = ("", "none")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_bool(name: str, text: str) -> bool:
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
+
+
+def parse_cameras(text: str) -> list[str]:
+    """`front,left`, `[front, left]` or `['front', 'left']`: the camera names; `` or `[]`: one unnamed camera."""
+    inner = text.strip().removeprefix("[").removesuffix("]")
+    names = [name.strip().strip("'\"").strip() for name in inner.split(",")]
+    if any(not name for name in names) and inner.strip():
+        raise ValueError(f"launch argument cameras:={text!r}: an empty camera name (expected e.g. [front, left])")
+    return [name for name in names if name]
+
+
+def parameter_overrides(weights: str, device: str, autostart: str, cameras: str) -> dict:
+    """The node parameters the launch arguments set: an empty weights/device keeps the params file's value."""
+    overrides: dict = {"autostart": parse_bool("autostart", autostart)}
+    overrides.update({name: value for name, value in (("weights", weights), ("device", device)) if value})
+    names = parse_cameras(cameras)
+    if names:  # none: the node's default (one camera), as an empty list has no parameter type
+        overrides["cameras"] = names
+    return overrides
+
+
+def parameters_yaml(overrides: dict) -> str:
+    """A params file (`/**`: whatever name and namespace the node gets) holding `overrides`, typed by YAML."""
+    return yaml.safe_dump({"/**": {"ros__parameters": overrides}}, sort_keys=False)
+
+
+def dds_profile_off(profile: str) -> bool:
+    """`dds_profile:=none` (or empty): the node runs on Fast DDS's defaults, even if the environment names a profile.
+
+    The variable must then be unset, not empty: Fast DDS reports an empty path as a failed XML load.
+    """
+    return profile.strip().lower() in NO_DDS_PROFILE
+
+
+def rviz_topics(namespace: str, image: str, cameras: list[str]) -> dict[str, str]:
+    """The topics rviz shows: the (first) camera's input and the node's overlay and mask for it."""
+    namespace = "/" + namespace.strip("/")
+    camera = f"{cameras[0]}/" if cameras else ""
+    return {
+        "Camera": expand_topic_name(f"{camera}image" if cameras else image, NODE_NAME, namespace),
+        "Overlay": expand_topic_name(f"~/{camera}overlay", NODE_NAME, namespace),
+        "Mask": expand_topic_name(f"~/{camera}mask", NODE_NAME, namespace),
+    }
+
+
+def rviz_config(template: str, topics: dict[str, str]) -> str:
+    """config/segment.rviz with each image display (by name) pointed at its topic in `topics`."""
+    config = yaml.safe_load(template)
+    displays = config["Visualization Manager"]["Displays"]
+    missing = set(topics) - {display["Name"] for display in displays}
+    if missing:
+        raise ValueError(f"rviz config has no display named {sorted(missing)}")
+    for display in displays:
+        if display["Name"] in topics:
+            display["Topic"]["Value"] = topics[display["Name"]]
+    return yaml.safe_dump(config, sort_keys=False)
