@@ -177,7 +177,7 @@ ROSDEP_KEYS = {
 IMPORT_KEYS = {
     "torch": "python3-torch", "torchvision": "python3-torchvision", "numpy": "python3-numpy",
     "cv2": "python3-opencv", "huggingface_hub": "python3-huggingface-hub-pip", "tqdm": "python3-tqdm",
-    "matplotlib": "python3-matplotlib", "skimage": "python3-skimage",
+    "matplotlib": "python3-matplotlib", "skimage": "python3-skimage", "yaml": "python3-yaml",
     "open_clip": "open_clip_torch", "safetensors": "safetensors",
 }
 ROS_PACKAGE = re.compile(r"rclpy|launch|launch_ros|ament_index_python|\w+_(msgs|srvs|interfaces)")
