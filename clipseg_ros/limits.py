@@ -36,6 +36,9 @@ INT8_MODES = ("dynamic", "static")
 # Camera frames the engine takes (sensor_msgs/Image encodings); masks of visual prompts.
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 MASK_ENCODINGS = ("mono8", "32FC1")
+# How a visual prompt's support becomes CLIP's input (clipseg_ros.visual_prompt): the original's, which the
+# released weights saw, first.
+VISUAL_PROMPT_STYLES = ("crop_blur_highlight352", "square_window")
 COMPRESSED_FORMATS = ("jpeg", "png")
 # A 4K frame (3840x2160) and square 4096x4096 pass; a decompression bomb declaring more is refused
 # from its header, before a byte of pixels is allocated.

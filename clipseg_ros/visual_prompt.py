@@ -1,8 +1,10 @@
-"""Visual prompts: a support image + mask, engineered as the paper's best variant before CLIP sees it.
+"""Visual prompts: a support image + mask, prepared as the released weights saw them before CLIP sees it.
 
-Crop to the object with some context and pad to a square, blur the background and darken it
-to 10 % (`img * mask + 0.1 * blur(img) * (1 - mask)`). As in the original, this runs on the
-normalised image, so the darkened background tends to the mean colour, not to black.
+The default is the original code's best visual prompt engineering, `crop_blur_highlight352`: on the
+ImageNet-normalised support at its own resolution, the background is blurred and darkened to 10 %
+(`img * mask + 0.1 * blur(img) * (1 - mask)`, so it tends to the mean colour, not to black); then the
+object's box, widened by 0.1 of its height and width and clamped to the image, is cropped, padded to a
+square with zeros (the mean colour) and resized to 352 x 352 with nearest-neighbour.
 """
 
 from __future__ import annotations
@@ -16,9 +18,22 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from . import limits
+
 
 @dataclass(frozen=True)
 class VisualPromptStyle:
+    """How a support image and its mask become CLIP's input.
+
+    `name` picks the preparation (limits.VISUAL_PROMPT_STYLES):
+    - "crop_blur_highlight352" (default): the original's, as described above; the released weights
+      were trained and evaluated on it.
+    - "square_window": this package's earlier one: a square window around the widened box, not clamped
+      (blurred real background where the original pads with the mean), resized (bilinear) before the
+      blur and darkening.
+    """
+
+    name: str = "crop_blur_highlight352"
     crop: bool = True
     context: float = 0.1  # margin around the object's box, as a fraction of its size
     blur: bool = True
@@ -28,6 +43,10 @@ class VisualPromptStyle:
     size: int = 352
 
     def __post_init__(self) -> None:
+        if self.name not in limits.VISUAL_PROMPT_STYLES:
+            raise ValueError(
+                f"visual prompt style {self.name!r} is not one of {', '.join(limits.VISUAL_PROMPT_STYLES)}"
+            )
         if self.context < 0 or not 0 <= self.background <= 1:
             raise ValueError("context must be >= 0 and background in [0, 1]")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0 or self.blur_sigma <= 0:
@@ -92,10 +111,68 @@ class VisualPrompt:
         return digest.hexdigest()
 
 
-def crop_box(mask: torch.Tensor, context: float) -> tuple[int, int, int]:
-    """(top, left, side) of the square around the mask's box, widened by `context` on each side.
+def object_box(mask: torch.Tensor, context: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the mask's box widened by `context` of its height (rows) and width
+    (columns) on each side, clamped to the image: the original's arithmetic, rows and columns each by their own.
+    """
+    h, w = mask.shape
+    rows = torch.nonzero(mask.amax(dim=1) >= 0.5).flatten()
+    cols = torch.nonzero(mask.amax(dim=0) >= 0.5).flatten()
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
+    height, width = bottom - top, right - left
+    # int() of a float, as the original: the widened edges are floored, in the same floating point.
+    return (
+        int(max(0, top - context * height)),
+        int(min(h, bottom + context * height)),
+        int(max(0, left - context * width)),
+        int(min(w, right + context * width)),
+    )
 
-    The square may reach outside the image; the caller pads.
+
+def pad_to_square(x: torch.Tensor) -> torch.Tensor:
+    """(..., side, side): zeros added to the short side, split evenly (the extra one after)."""
+    h, w = x.shape[-2:]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return F.pad(x, (left, side - w - left, top, side - h - top))
+
+
+def _reflect101(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Indices of 0..n-1 extended by `pad` on each side, mirrored without repeating the edge (OpenCV's
+    default border); for any n, where torch's reflect padding needs n > pad."""
+    index = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * (n - 1)
+    index = index.abs() % period
+    return torch.where(index >= n, period - index, index)
+
+
+def gaussian_blur_reflect101(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
+    """(C, H, W) blurred as cv2.GaussianBlur(img, (kernel, kernel), sigma) does, which the original used."""
+    x = torch.arange(kernel, dtype=image.dtype, device=image.device) - (kernel - 1) / 2
+    weights = torch.exp(-(x**2) / (2 * sigma**2))
+    weights = weights / weights.sum()
+    pad, channels = kernel // 2, image.shape[0]
+    h, w = image.shape[-2:]
+    padded = image[:, _reflect101(h, pad, image.device)][:, :, _reflect101(w, pad, image.device)]
+    out = F.conv2d(padded[None], weights.view(1, 1, -1, 1).expand(channels, 1, kernel, 1), groups=channels)
+    return F.conv2d(out, weights.view(1, 1, 1, -1).expand(channels, 1, 1, kernel), groups=channels)[0]
+
+
+def _crop_blur_highlight(image: torch.Tensor, mask: torch.Tensor, style: VisualPromptStyle) -> torch.Tensor:
+    background = gaussian_blur_reflect101(image, style.blur_kernel, style.blur_sigma) if style.blur else image
+    highlighted = image * mask + style.background * background * (1 - mask)
+    if style.crop:
+        top, bottom, left, right = object_box(mask, style.context)
+        highlighted = pad_to_square(highlighted[:, top:bottom, left:right])
+    return F.interpolate(highlighted[None], size=(style.size, style.size), mode="nearest")[0]
+
+
+def crop_box(mask: torch.Tensor, context: float) -> tuple[int, int, int]:
+    """(top, left, side) of the square around the mask's box, widened by `context` on each side
+    ("square_window" style). The square may reach outside the image; the caller pads.
     """
     rows = torch.nonzero(mask.amax(dim=1) >= 0.5).flatten()
     cols = torch.nonzero(mask.amax(dim=0) >= 0.5).flatten()
@@ -119,10 +196,7 @@ def _crop_padded(x: torch.Tensor, top: int, left: int, side: int) -> torch.Tenso
     return x[..., top : top + side, left : left + side]
 
 
-def engineer_visual_prompt(
-    image: torch.Tensor, mask: torch.Tensor, style: VisualPromptStyle = VisualPromptStyle()
-) -> torch.Tensor:
-    """(3, size, size) CLIP input from a normalised (3, H, W) image and an (H, W) mask in [0, 1]."""
+def _square_window(image: torch.Tensor, mask: torch.Tensor, style: VisualPromptStyle) -> torch.Tensor:
     if style.crop:
         top, left, side = crop_box(mask, style.context)
         image = _crop_padded(image, top, left, side)
@@ -134,3 +208,11 @@ def engineer_visual_prompt(
     if style.blur:
         background = gaussian_blur(image, [style.blur_kernel] * 2, [style.blur_sigma] * 2)
     return image * mask + style.background * background * (1 - mask)
+
+
+def engineer_visual_prompt(
+    image: torch.Tensor, mask: torch.Tensor, style: VisualPromptStyle = VisualPromptStyle()
+) -> torch.Tensor:
+    """(3, size, size) CLIP input from an ImageNet-normalised (3, H, W) image and an (H, W) mask in [0, 1]."""
+    prepare = _crop_blur_highlight if style.name == "crop_blur_highlight352" else _square_window
+    return prepare(image, mask, style)
