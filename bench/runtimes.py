@@ -1,0 +1,184 @@
+"""The Segmenter's image-path backends against torch: ONNX Runtime fp32 and ONNX Runtime int8 (dynamic).
+
+Same random full-size rd64-refined weights for all (made as bench/engine_vs_transformers.py makes them),
+352x352, text prompts cached, at 1, 4 and 8 prompts. The backends run in turn, frame after frame, and
+each one's median is taken, so a neighbour's load hits all alike; ratios are against torch. Each backend
+also starts once in a fresh process: its first call (backend creation, i.e. the ONNX Runtime session or
+the TensorRT engine load, plus the first frame; weights loading excluded) and its peak RSS. With CUDA:
+torch fp16, torch fp16 under torch.compile and TensorRT fp16, in frames/s; without it, "GPU: skipped".
+
+    .venv/bin/python bench/runtimes.py [--runs 5] [--threads N] [--json out/bench/runtimes.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from engine_vs_transformers import PROMPTS, make_weights, median_time, timed
+
+from clipseg_ros import Segmenter
+from clipseg_ros.checkpoints import load_hf
+
+SIZE = 352
+COUNTS = (1, 4, 8)
+BACKENDS = {  # name -> Segmenter keywords
+    "torch": {},
+    "onnxruntime fp32": {"backend": "onnxruntime"},
+    "onnxruntime int8": {"backend": "onnxruntime", "int8": "dynamic"},
+}
+# Largest ratio to torch's time, per backend and prompt count (issue 12).
+TARGETS = {("onnxruntime fp32", 1): 0.8, ("onnxruntime fp32", 4): 0.8,
+           ("onnxruntime int8", 1): 0.5, ("onnxruntime int8", 4): 0.5, ("onnxruntime int8", 8): 0.5}
+TENSORRT_TARGET_FPS = 500
+
+
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def child(name: str, directory: Path) -> None:
+    """First call and peak RSS of one backend in a fresh process (exports already in the cache)."""
+    model = load_hf(str(directory))
+    start = time.perf_counter()
+    Segmenter(model, device="cpu", input_size=SIZE, **BACKENDS[name]).segment(image(), PROMPTS[:1])
+    first = time.perf_counter() - start
+    # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"first_call_s": first, "peak_rss_mib": peak}))
+
+
+def fresh_process(name: str, directory: Path) -> dict:
+    command = [sys.executable, __file__, "--child", name, "--weights", str(directory)]
+    out = subprocess.run([*command, "--threads", str(torch.get_num_threads())],
+                         capture_output=True, text=True, check=True, env=dict(os.environ))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def alternating_medians(calls: dict, runs: int) -> dict[str, float]:
+    """Each call once to warm up, then `runs` rounds of every call in turn; the median of each."""
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            times[name].append(timed(call))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    a, b = reference >= 0.5, other >= 0.5
+    union = np.logical_or(a, b).sum()
+    return {"max_abs_diff": float(np.abs(reference - other).max()),
+            "iou": float(np.logical_and(a, b).sum() / union) if union else 1.0}
+
+
+def gpu_section(directory: Path, runs: int) -> dict:
+    """Frames per second on CUDA at 1 and 8 prompts: torch fp16, torch fp16 compiled, TensorRT fp16."""
+    if not torch.cuda.is_available():
+        print("GPU: skipped (no CUDA device on this machine)")
+        return {"skipped": "no CUDA device"}
+    frame = image()
+    segmenters = {
+        "torch fp16": Segmenter(load_hf(str(directory)), device="cuda", precision="fp16", input_size=SIZE),
+        "torch fp16 compiled": Segmenter(load_hf(str(directory)), device="cuda", precision="fp16", input_size=SIZE),
+    }
+    # The Segmenter calls its image path; reduce-overhead captures the model's forward in CUDA graphs.
+    segmenters["torch fp16 compiled"].image_path.model = torch.compile(segmenters["torch fp16 compiled"].model,
+                                                                      mode="reduce-overhead")
+    if importlib.util.find_spec("tensorrt") is None:
+        print("GPU TensorRT: skipped (tensorrt not installed: pip install tensorrt)")
+    else:
+        start = time.perf_counter()
+        segmenters["tensorrt fp16"] = Segmenter(load_hf(str(directory)), device="cuda", input_size=SIZE,
+                                                backend="tensorrt")
+        print(f"GPU TensorRT engine build (first start, then cached): {time.perf_counter() - start:.0f} s")
+    results = {}
+    for name, segmenter in segmenters.items():
+        for n in (1, 8):
+            def run(segmenter=segmenter, n=n):
+                segmenter.segment(frame, PROMPTS[:n])
+                torch.cuda.synchronize()
+            seconds = median_time(run, runs * 4, warmup=5)
+            results[f"{name} {n}"] = {"seconds": seconds, "fps": 1 / seconds}
+            print(f"GPU {name:22} {n} prompt(s) {seconds * 1e3:8.2f} ms {1 / seconds:8.1f} frames/s")
+    if "tensorrt fp16 1" in results:
+        fps = results["tensorrt fp16 1"]["fps"]
+        print(f"GPU target: TensorRT fp16 >= {TENSORRT_TARGET_FPS} frames/s at 1 prompt: {fps:.0f} "
+              f"({'met' if fps >= TENSORRT_TARGET_FPS else 'MISSED'})")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", default="out/bench/runtimes.json")
+    parser.add_argument("--child", choices=tuple(BACKENDS))
+    parser.add_argument("--weights")
+    parser.add_argument("--threads", type=int, help="torch's and ONNX Runtime's threads (default: torch's own)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the onnxruntime backend takes torch's thread count
+    if args.child:
+        child(args.child, Path(args.weights))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "weights"
+        make_weights(directory)
+        # A cache of this run's own: the exports below are timed from nothing, and nothing is left behind.
+        os.environ["CLIPSEG_ROS_CACHE"] = str(Path(tmp) / "cache")
+        model = load_hf(str(directory))
+        segmenters, one_time = {}, {}
+        for name, options in BACKENDS.items():
+            start = time.perf_counter()
+            segmenters[name] = Segmenter(model, device="cpu", input_size=SIZE, **options)
+            one_time[name] = time.perf_counter() - start
+        frame = image()
+        rows = {}
+        for n in COUNTS:
+            medians = alternating_medians(
+                {name: lambda s=s, n=n: s.segment(frame, PROMPTS[:n]) for name, s in segmenters.items()}, args.runs)
+            rows[n] = {name: {"seconds": t, "ratio": t / medians["torch"], "target": TARGETS.get((name, n))}
+                       for name, t in medians.items()}
+        reference = segmenters["torch"].segment(frame, PROMPTS[:4]).probabilities
+        agree = {name: agreement(reference, s.segment(frame, PROMPTS[:4]).probabilities)
+                 for name, s in segmenters.items() if name != "torch"}
+        del segmenters, model
+        fresh = {name: fresh_process(name, directory) for name in BACKENDS}
+        gpu = gpu_section(directory, args.runs)
+
+    print(f"\nCLIPSeg rd64-refined, {SIZE}x{SIZE}, CPU ({torch.get_num_threads()} threads), median of {args.runs} "
+          f"alternating runs, text prompts cached")
+    print(f"{'backend':18} {'prompts':>7} {'ms':>9} {'/ torch':>8} {'target':>7}")
+    for n, by_backend in rows.items():
+        for name, r in by_backend.items():
+            target = f"<={r['target']}" if r["target"] else ""
+            ok = "" if r["target"] is None else ("  met" if r["ratio"] <= r["target"] else "  MISSED")
+            print(f"{name:18} {n:7d} {r['seconds'] * 1e3:9.1f} {r['ratio']:8.3f} {target:>7}{ok}")
+    print(f"\n{'backend':18} {'first call s':>12} {'peak RSS MiB':>13} {'setup s (export, quantise)':>27}")
+    for name, f in fresh.items():
+        print(f"{name:18} {f['first_call_s']:12.2f} {f['peak_rss_mib']:13.0f} {one_time[name]:27.1f}")
+    for name, a in agree.items():
+        print(f"{name} vs torch, 4 prompts, random weights: max |dp| {a['max_abs_diff']:.2e}, mask IoU {a['iou']:.3f}")
+    report = {"cases": {str(n): r for n, r in rows.items()}, "fresh_process": fresh, "setup_s": one_time,
+              "agreement": agree, "gpu": gpu, "threads": torch.get_num_threads(), "runs": args.runs,
+              "torch": torch.__version__}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
