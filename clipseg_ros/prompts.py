@@ -13,18 +13,16 @@ from .limits import MAX_PROMPT_CHARS
 log = logging.getLogger(__name__)
 
 
-
 def clean_prompt(text: str) -> str:
-    """The prompt stripped; empty prompts are an error, absurdly long ones are cut with a warning."""
+    """The prompt stripped; empty prompts are an error, absurdly long ones are cut."""
     if not isinstance(text, str):
         raise ValueError(f"a text prompt must be a string, got {type(text).__name__}")
     text = text.strip()
     if not text:
         raise ValueError("empty text prompt: name what to segment, e.g. 'cup'")
-    if len(text) > MAX_PROMPT_CHARS:
-        log.warning("prompt of %d characters cut to %d", len(text), MAX_PROMPT_CHARS)
-        text = text[:MAX_PROMPT_CHARS]
-    return text
+    # Cut silently: this runs for every prompt of every frame. The tokenizer, which runs once per new
+    # prompt (embeddings are cached), says what it drops.
+    return text[:MAX_PROMPT_CHARS]
 
 
 def split_prompts(text: str, separator: str = ";") -> list[str]:

@@ -7,6 +7,7 @@ prompt never runs the text or visual encoder again.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Sequence
@@ -225,3 +226,16 @@ class Segmenter:
 
     def cache_stats(self) -> dict[str, float]:
         return self.cache.stats()
+
+    def release(self) -> None:
+        """Free the model and cached embeddings now (GPU memory included), not whenever GC gets to them.
+
+        A lifecycle node's cleanup calls this; the segmenter is unusable afterwards.
+        """
+        with self._lock:
+            device = self.device
+            self.model = None
+            self.cache = EmbeddingCache(0)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()

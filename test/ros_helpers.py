@@ -27,10 +27,10 @@ LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 class NodeProcess:
     """`python -m clipseg_ros.ros.segment_node --ros-args ...` with its output in a log file."""
 
-    def __init__(self, tmp: Path, name: str, params: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, name: str, params: dict[str, str], ros_args: tuple[str, ...] = ()) -> None:
         self.name = name
         self.log_path = tmp / f"{name}.log"
-        args = ["--ros-args", "-r", f"__node:={name}"]
+        args = ["--ros-args", "-r", f"__node:={name}", *ros_args]
         for key, value in params.items():
             args += ["-p", f"{key}:={value}"]
         # cwd and -P: the source checkout must not shadow the installed package (it has no msg/srv).
@@ -162,3 +162,21 @@ def frame(seconds: int, width: int = 160, height: int = 120, frame_id: str = "te
 
 def same_stamp(msg, seconds: int) -> bool:
     return msg.header.stamp.sec == seconds and msg.header.stamp.nanosec == 0
+
+
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (VmRSS) or its peak so far (VmHWM), in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def wait_for_service(probe: Probe, node: NodeProcess, srv_type, name: str, timeout: float = 120.0):
+    """A client of `name` once the node serves it; fails with the node's log if it exits first."""
+    client = probe.create_client(srv_type, name)
+    deadline = time.monotonic() + timeout
+    while not client.wait_for_service(timeout_sec=0.5):
+        assert node.alive(), f"{node.name} exited:\n{node.log()}"
+        assert time.monotonic() < deadline, f"{node.name} not up:\n{node.log()}"
+    return client

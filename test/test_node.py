@@ -181,6 +181,9 @@ def test_runtime_parameters_are_validated(graph, cup):
         ("threshold", 1.5, "threshold"),
         ("overlay.alpha", -0.1, "alpha"),
         ("max_rate_hz", -1.0, "max_rate_hz"),
+        ("threshold", "high", "must be a number"),
+        ("overlay.enabled", 1, "true or false"),
+        ("prompts", [1, 2], "list of strings"),
         ("weights", "/elsewhere", "read-only"),
     ]:
         before = graph.probe.remote_parameter("/clipseg", name)
@@ -191,6 +194,10 @@ def test_runtime_parameters_are_validated(graph, cup):
 
     [ok] = graph.probe.set_remote_parameters("/clipseg", {"threshold": 0.3})
     assert ok.successful
+    # ROS users write integers for floats: accepted, and read back as floats.
+    [ok] = graph.probe.set_remote_parameters("/clipseg", {"max_rate_hz": 100})
+    assert ok.successful, ok.reason
+    assert graph.probe.set_remote_parameters("/clipseg", {"max_rate_hz": 0.0})[0].successful
     assert graph.probe.set_remote_parameters("/clipseg", {"threshold": 0.5})[0].successful
 
 

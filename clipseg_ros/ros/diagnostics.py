@@ -64,8 +64,19 @@ class SegmentStats:
             self.processed_frames += 1
 
     def status(
-        self, *, name: str, hardware_id: str, model: str, dropped: int, cache: dict, prompts: int, paused: bool
+        self,
+        *,
+        name: str,
+        hardware_id: str,
+        model: str,
+        dropped: int,
+        cache: dict,
+        prompts: int,
+        paused: bool,
+        listening: bool,
+        extra: dict[str, str],
     ) -> DiagnosticStatus:
+        """`listening`: subscribed to the camera (someone reads an output); `extra`: more values to show."""
         with self._lock:
             now = time.monotonic()
             recent = [(inference, age) for t, inference, age in self._latencies if now - t <= WINDOW_S]
@@ -75,6 +86,8 @@ class SegmentStats:
         hit_rate = cache.get("hits", 0) / lookups if lookups else 0.0
         if paused:
             level, message = DiagnosticStatus.OK, "paused: no prompts (publish on ~/prompt or set `prompts`)"
+        elif not listening:
+            level, message = DiagnosticStatus.OK, "idle: no subscriber to any output, camera not subscribed"
         elif last_input is None or now - last_input > STALE_INPUT_S:
             level, message = DiagnosticStatus.WARN, "no camera frames: check the image topic and its QoS"
         else:
@@ -93,6 +106,7 @@ class SegmentStats:
             "prompts": str(prompts),
             "device": hardware_id,
             "model": model,
+            **extra,
         }
         return DiagnosticStatus(
             level=level,
@@ -107,8 +121,8 @@ def _mean_ms(seconds: list[float]) -> str:
     return f"{1000 * sum(seconds) / len(seconds):.1f}" if seconds else "nan"
 
 
-def diagnostic_array(stamp, status: DiagnosticStatus) -> DiagnosticArray:
+def diagnostic_array(stamp, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     msg = DiagnosticArray()
     msg.header.stamp = stamp
-    msg.status = [status]
+    msg.status = statuses
     return msg

@@ -21,11 +21,12 @@ class MatchedSubscription:
         self._node, self._msg_type, self._callback, self._depth = node, msg_type, callback, depth
         self.topic = node.resolve_topic_name(topic)
         self._subscription = None
+        self._timer = None
         self.reliability: ReliabilityPolicy | None = None
         if reliability == "auto":
             self._subscribe(ReliabilityPolicy.BEST_EFFORT)
             self.match_publishers()
-            node.create_timer(RECHECK_S, self.match_publishers)
+            self._timer = node.create_timer(RECHECK_S, self.match_publishers)
         else:
             self._subscribe(RELIABILITIES[reliability])
 
@@ -45,3 +46,11 @@ class MatchedSubscription:
         qos = QoSProfile(depth=self._depth, reliability=reliability)
         self._subscription = self._node.create_subscription(self._msg_type, self.topic, self._callback, qos)
         self.reliability = reliability
+
+    def destroy(self) -> None:
+        if self._timer is not None:
+            self._node.destroy_timer(self._timer)
+            self._timer = None
+        if self._subscription is not None:
+            self._node.destroy_subscription(self._subscription)
+            self._subscription = None

@@ -1,58 +1,63 @@
-"""The segment node: camera frames and prompts in, per-frame masks out, always on the latest frame.
+"""The segment node: a lifecycle node that wires cameras and prompts to the engine, newest frames only.
 
-Topics (node name `clipseg`, so with no namespace `~/x` is `/clipseg/x`):
+Lifecycle (managed node, as Nav2 and yolo_ros): configure loads the weights and creates the publishers,
+the prompt inputs and the service; activate starts the worker and lets the cameras subscribe; deactivate
+stops all work and every camera subscription; cleanup frees the model; shutdown works from any state.
+With `autostart` (the default) the node configures and activates itself.
+
+Topics (node name `clipseg`, so with no namespace `~/x` is `/clipseg/x`), per camera (`cameras` empty: one
+camera on `image`; else `<camera>/image` in, `~/<camera>/...` out):
   in   image (sensor_msgs/Image) or image/compressed (image_transport:=compressed), camera_info,
        ~/prompt (std_msgs/String, "cup; red mug", empty pauses), ~/visual_prompt (clipseg_ros/VisualPrompt)
   out  ~/mask (mono8 0/255, any prompt above threshold), ~/probability (32FC1, max over prompts),
        ~/label (mono8, 0 background, k = prompt k), ~/overlay (rgb8), ~/camera_info,
        ~/label_info (std_msgs/String JSON, transient local), /diagnostics
   srv  ~/segment (clipseg_ros/Segment)
-Every output carries the input frame's header. Subscription callbacks only hand the frame to a
-one-slot mailbox; a worker thread segments whatever is newest, so a slow model never builds a backlog.
+Every output carries the input frame's header. Subscription callbacks only hand frames to a mailbox;
+one worker thread segments the newest frame of every camera in one batch, so a slow model never
+builds a backlog and no camera starves another.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from rclpy.signals import SignalHandlerOptions
+from rclpy.wait_for_message import wait_for_message
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from clipseg_ros import CheckpointError, Segmenter, VisualPrompt, limits
 from clipseg_ros.msg import VisualPrompt as VisualPromptMsg
-from clipseg_ros.overlay import label_colors, render_overlay
+from clipseg_ros.overlay import label_colors
 from clipseg_ros.prompts import split_prompts
 from clipseg_ros.ros import parameters
-from clipseg_ros.ros.diagnostics import SegmentStats, diagnostic_array
-from clipseg_ros.ros.image_codec import (
-    ImageDecodeError,
-    compressed_to_rgb,
-    image_to_rgb,
-    is_empty,
-    mask_to_numpy,
-    numpy_to_image,
-)
-from clipseg_ros.ros.input_qos import MatchedSubscription
-from clipseg_ros.ros.latest_frame import LatestFrameSlot
+from clipseg_ros.ros.camera import Camera, Frame, InputSettings
+from clipseg_ros.ros.diagnostics import diagnostic_array
+from clipseg_ros.ros.frame_mailbox import FrameMailbox
+from clipseg_ros.ros.image_codec import ImageDecodeError, image_to_rgb, is_empty, mask_to_numpy, numpy_to_image
 from clipseg_ros.srv import Segment
 
 NODE_NAME = "clipseg"
 EXIT_BAD_PARAMETERS = 2
 EXIT_WEIGHTS_UNAVAILABLE = 3
 WARN_EVERY_S = 2.0  # bad input is warned about at most this often per kind: a broken camera must not flood the log
-RUNTIME_PARAMETERS = tuple(name for name, spec in parameters.SPECS.items() if not spec.read_only)
+DEMAND_CHECK_S = 0.5  # how often cameras look for listeners (subscribe on demand)
+SERVICE_FRAME_WAIT_S = 2.0  # a service call without an image waits this long for a frame of an idle camera
+WORKER_JOIN_S = 1.5  # deactivation waits this long for the frame in flight
+CLOSING_DRAIN_S = 0.3  # after a signal, requests already received are answered during this long
 
 
 class StartupError(RuntimeError):
@@ -71,83 +76,173 @@ class Settings:
     max_rate_hz: float
     overlay_enabled: bool
     overlay_alpha: float
+    max_image_pixels: int
+
+    @classmethod
+    def read(cls, value) -> Settings:
+        return cls(
+            prompts=tuple(p.strip() for p in value("prompts")),
+            prompt_separator=value("prompt_separator"),
+            threshold=value("threshold"),
+            max_rate_hz=value("max_rate_hz"),
+            overlay_enabled=value("overlay.enabled"),
+            overlay_alpha=value("overlay.alpha"),
+            max_image_pixels=value("max_image_pixels"),
+        )
 
 
 @dataclass(frozen=True)
-class Frame:
-    msg: Image | CompressedImage
-    received: float  # time.monotonic() at arrival
+class PromptSet:
+    """The prompts of one moment; `generation` changes whenever the label set does."""
+
+    generation: int
+    prompts: tuple[str | VisualPrompt, ...]
+    labels: tuple[str, ...]
 
 
-class SegmentNode(Node):
+class SegmentNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         parameters.declare(self)
-        errors = parameters.startup_errors(self)
-        if errors:
-            raise StartupError("invalid parameters: " + "; ".join(errors), EXIT_BAD_PARAMETERS)
-        self._segmenter = self._load_segmenter()
-        self._settings = self._read_settings()
+        self.failure: StartupError | None = None  # why the last configure failed
+        self._segmenter: Segmenter | None = None
+        self._settings: Settings | None = None
+        self._cameras: dict[str, Camera] = {}
         self._visual_prompts: dict[str, VisualPrompt] = {}  # by label, in arrival order
-        self._state_lock = threading.Lock()
-        self._camera_info: CameraInfo | None = None
-        self._latest_frame: Frame | None = None  # for service calls without an image
-        self._slot = LatestFrameSlot()
-        self._stats = SegmentStats()
-        self._running = True
+        self._generation = 0
+        self._state_lock = threading.Lock()  # prompts, visual prompts and their generation
+        # Held while outputs of one prompt generation are published and while label_info announces a new
+        # one: no output computed with superseded prompts is published after the new label set.
+        self._publish_lock = threading.Lock()
+        self._discarded = 0  # results computed with superseded prompts, never published
+        self._mailbox: FrameMailbox | None = None
+        self._worker: threading.Thread | None = None
+        self._active = False
+        self._entities: list = []  # what configure created and cleanup destroys
+        self._finalized = False
+        self.closing = False  # set on SIGINT/SIGTERM: service calls still arriving are answered with a refusal
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.failure = None
+        try:
+            errors = parameters.startup_errors(self)
+            if errors:
+                raise StartupError("invalid parameters: " + "; ".join(errors), EXIT_BAD_PARAMETERS)
+            self._settings = Settings.read(self._param)
+            self._segmenter = self._load_segmenter()
+        except StartupError as exc:
+            self.failure = exc
+            self.get_logger().fatal(str(exc))
+            return TransitionCallbackReturn.FAILURE
         out_qos = QoSProfile(
             depth=self._param("qos.output_depth"), reliability=_reliability(self._param("qos.output_reliability"))
         )
-        self._pub_mask = self.create_publisher(Image, "~/mask", out_qos)
-        self._pub_probability = self.create_publisher(Image, "~/probability", out_qos)
-        self._pub_label = self.create_publisher(Image, "~/label", out_qos)
-        self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
-        self._pub_camera_info = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
+        inputs = InputSettings(
+            compressed=self._param("image_transport") == "compressed",
+            depth=self._param("qos.input_depth"),
+            reliability=self._param("qos.input_reliability"),
+        )
+        names = self._param("cameras")
+        for name in names or [""]:
+            self._cameras[name] = Camera(self, name, f"{name}/" if name else "", inputs, out_qos, self._on_frame)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pub_label_info = self.create_publisher(String, "~/label_info", latched)
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        depth, reliability = self._param("qos.input_depth"), self._param("qos.input_reliability")
-        if self._param("image_transport") == "compressed":
-            self._input = MatchedSubscription(
-                self, CompressedImage, "image/compressed", self._on_frame, depth, reliability
-            )
-        else:
-            self._input = MatchedSubscription(self, Image, "image", self._on_frame, depth, reliability)
-        self._camera_info_input = MatchedSubscription(
-            self, CameraInfo, "camera_info", self._on_camera_info, depth, reliability
-        )
-        self.create_subscription(String, "~/prompt", self._on_prompt, 10)
-        self.create_subscription(VisualPromptMsg, "~/visual_prompt", self._on_visual_prompt, 10)
-        # The service waits for the model while the worker uses it, so it must not hold up frame intake.
-        # It lives on a companion node spun by its own single-threaded executor in a second thread:
-        # rclpy's MultiThreadedExecutor costs so much Python time that on 2 cores it starved intake
-        # (15-22 of 30 Hz with a 20 ms model; 30 Hz single-threaded; bench/node_latency.py).
-        # No global arguments: a `__node:=` remap meant for this node must not rename the companion too.
-        self.service_node = rclpy.create_node(
-            f"{self.get_name()}_segment_service",
-            namespace=self.get_namespace(),
-            context=self.context,
-            use_global_arguments=False,
-        )
-        self.service_node.create_service(Segment, self.resolve_service_name("~/segment"), self._on_segment)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self._publish_label_info()
-
-        self._worker = threading.Thread(target=self._work, name="clipseg-inference", daemon=True)
-        self._worker.start()
+        self._entities = [
+            self._pub_label_info,
+            self._pub_diagnostics,
+            self.create_subscription(String, "~/prompt", self._on_prompt, 10),
+            self.create_subscription(VisualPromptMsg, "~/visual_prompt", self._on_visual_prompt, 10),
+            self.create_service(Segment, "~/segment", self._on_segment),
+            self.create_timer(1.0, self._publish_diagnostics),
+            self.create_timer(DEMAND_CHECK_S, self._update_subscriptions),
+        ]
+        self._announce_labels()
+        segmenter = self._segmenter
         self.get_logger().info(
-            f"ready: model {self._segmenter.model_id} on {self._segmenter.device} ({self._segmenter.precision}), "
-            f"input {self._input.topic}, prompts {list(self._settings.prompts) or '[] (paused until a prompt arrives)'}"
+            f"configured: model {segmenter.model_id} on {segmenter.device} ({segmenter.precision}), "
+            f"inputs {[c.input_topic for c in self._cameras.values()]}, "
+            f"prompts {list(self._settings.prompts) or '[] (paused until a prompt arrives)'}"
         )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._mailbox = FrameMailbox()
+        self._active = True
+        self._worker = threading.Thread(target=self._work, args=(self._mailbox,), name="clipseg-inference")
+        self._worker.start()
+        self._update_subscriptions()
+        self.get_logger().info("active: cameras subscribe while someone listens to their outputs")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_work()
+        self.get_logger().info("inactive: no camera subscriptions, no inference")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._finalized = True
+        self._stop_work()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_work()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def autostart(self) -> bool:
+        """Configure and activate at start: the parameter, or True when it is invalid (configure then says why)."""
+        if parameters.validate("autostart", self.get_parameter("autostart").value) is not None:
+            return True
+        return self._param("autostart")
+
+    def finish(self) -> None:
+        """The shutdown transition from whatever state the node is in (none once finalized)."""
+        if not self._finalized:
+            self.trigger_shutdown()
+
+    def _stop_work(self) -> None:
+        if self._mailbox is None:
+            return
+        with self._publish_lock:  # the frame in flight publishes nothing more
+            self._active = False
+        self._mailbox.close()
+        self._worker.join(timeout=WORKER_JOIN_S)
+        if self._worker.is_alive():
+            self.get_logger().warning(f"inference still running after {WORKER_JOIN_S} s; its result is dropped")
+        self._mailbox = self._worker = None
+        self._update_subscriptions()
+
+    def _release(self) -> None:
+        for camera in self._cameras.values():
+            camera.destroy()
+        self._cameras.clear()
+        for entity in self._entities:
+            self.destroy_entity(entity)
+        self._entities = []
+        if self._segmenter is not None:
+            self._segmenter.release()
+            self._segmenter = None
+
+    def destroy_entity(self, entity) -> None:
+        for kind in ("publisher", "subscription", "service", "timer"):
+            if entity in getattr(self, f"{kind}s"):
+                getattr(self, f"destroy_{kind}")(entity)
+                return
 
     # -- startup ----------------------------------------------------------------------------------
 
     def _param(self, name: str):
-        return self.get_parameter(name).value
+        return parameters.value(self, name)
 
     def _load_segmenter(self) -> Segmenter:
         weights = self._param("weights")
@@ -172,160 +267,153 @@ class SegmentNode(Node):
         segmenter.warmup()  # the first frame should not pay for allocation
         return segmenter
 
-    def _read_settings(self) -> Settings:
-        return Settings(
-            prompts=tuple(p.strip() for p in self._param("prompts")),
-            prompt_separator=self._param("prompt_separator"),
-            threshold=self._param("threshold"),
-            max_rate_hz=self._param("max_rate_hz"),
-            overlay_enabled=self._param("overlay.enabled"),
-            overlay_alpha=self._param("overlay.alpha"),
-        )
-
     # -- parameters -------------------------------------------------------------------------------
 
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate, and apply when all are valid (one callback: Humble has no post-set callback)."""
         reasons = [reason for p in params if (reason := parameters.validate(p.name, p.value))]
-        prompts = next((p.value for p in params if p.name == "prompts"), None)
-        if prompts is not None and len(prompts) + len(self._visual_prompts) > limits.MAX_PROMPTS:
-            reasons.append(f"prompts: with {len(self._visual_prompts)} visual prompts at most {limits.MAX_PROMPTS}")
-        return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
-
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        if not any(p.name in RUNTIME_PARAMETERS for p in params):
-            return
-        self._settings = self._read_settings()
-        if any(p.name in ("prompts", "threshold") for p in params):
-            self._publish_label_info()
-            self.get_logger().info(f"prompts now {self._labels()} (threshold {self._settings.threshold})")
+        if reasons:
+            return SetParametersResult(successful=False, reason="; ".join(reasons))
+        incoming = {p.name: parameters.coerce(p.name, p.value) for p in params if p.name in parameters.RUNTIME}
+        with self._state_lock:
+            visual = len(self._visual_prompts)
+        if len(incoming.get("prompts", ())) + visual > limits.MAX_PROMPTS:
+            reason = f"prompts: with {visual} visual prompts at most {limits.MAX_PROMPTS}"
+            return SetParametersResult(successful=False, reason=reason)
+        if not incoming or self._settings is None:
+            return SetParametersResult(successful=True)
+        settings = Settings.read(lambda name: incoming[name] if name in incoming else self._param(name))
+        changed = settings.prompts != self._settings.prompts or settings.threshold != self._settings.threshold
+        with self._state_lock:
+            self._settings = settings
+            self._generation += changed
+        if "prompts" in incoming or "threshold" in incoming:  # announced even unchanged: a setter sees it took
+            self._announce_labels()
+            self.get_logger().info(f"prompts now {list(settings.prompts)} (threshold {settings.threshold})")
+        return SetParametersResult(successful=True)
 
     # -- inputs -----------------------------------------------------------------------------------
 
-    def _on_frame(self, msg: Image | CompressedImage) -> None:
-        frame = Frame(msg, time.monotonic())
-        self._stats.frame_received()
-        self._latest_frame = frame
-        self._slot.put(frame)
+    def _on_frame(self, frame: Frame) -> None:
+        mailbox = self._mailbox
+        if mailbox is not None and not self.closing:
+            mailbox.put(frame.camera, frame)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+    def _update_subscriptions(self) -> None:
+        for camera in self._cameras.values():
+            if camera.update_subscription(self._active) and not camera.subscribed and self._mailbox is not None:
+                self._mailbox.discard(camera.name)
 
     def _on_prompt(self, msg: String) -> None:
         prompts = split_prompts(msg.data, self._settings.prompt_separator)
         # Through the parameter, so `ros2 param get` tells the truth and the same checks apply.
         result = self.set_parameters([Parameter("prompts", Parameter.Type.STRING_ARRAY, prompts)])[0]
         if not result.successful:
-            self.get_logger().warning(f"prompt {msg.data!r} refused: {result.reason}")
+            self.get_logger().warning(f"prompt {msg.data[:200]!r} refused: {result.reason}")
 
     def _on_visual_prompt(self, msg: VisualPromptMsg) -> None:
         label = msg.label.strip() or "visual"
-        if is_empty(msg.image):
-            with self._state_lock:
-                removed = self._visual_prompts.pop(label, None)
-            if removed is not None:
-                self._publish_label_info()
-            return
         try:
-            prompt = visual_prompt_from_msg(msg, label)
             with self._state_lock:
-                if (
-                    label not in self._visual_prompts
-                    and len(self._settings.prompts) + len(self._visual_prompts) >= limits.MAX_PROMPTS
-                ):
-                    raise ValueError(f"already {limits.MAX_PROMPTS} prompts")
-                self._visual_prompts[label] = prompt
+                if is_empty(msg.image):
+                    if self._visual_prompts.pop(label, None) is None:
+                        return
+                else:
+                    prompt = visual_prompt_from_msg(msg, label, self._settings.max_image_pixels)
+                    count = len(self._settings.prompts) + len(self._visual_prompts)
+                    if label not in self._visual_prompts and count >= limits.MAX_PROMPTS:
+                        raise ValueError(f"already {limits.MAX_PROMPTS} prompts")
+                    self._visual_prompts[label] = prompt
+                self._generation += 1
         except ValueError as exc:  # ImageDecodeError included
             self.get_logger().warning(f"visual prompt {label!r} ignored: {exc}", throttle_duration_sec=WARN_EVERY_S)
             return
-        self._publish_label_info()
+        self._announce_labels()
 
-    # -- worker: the latest frame only ------------------------------------------------------------
+    # -- worker: the newest frame of each camera --------------------------------------------------
 
-    def _work(self) -> None:
-        next_allowed = 0.0
-        while self._running:
-            # Wait out the rate limit first: frames arriving meanwhile replace the waiting one.
-            delay = next_allowed - time.monotonic()
-            if delay > 0:
-                time.sleep(min(delay, 0.1))
-                continue
-            frame = self._slot.take(timeout=0.1)
-            if frame is None:
-                continue
+    def _work(self, mailbox: FrameMailbox) -> None:
+        pending: dict[str, Frame] = {}
+        last_start: float | None = None
+        while not mailbox.closed:
+            # The rate limit is read afresh on every pass: a change applies to the next frame.
             rate = self._settings.max_rate_hz
-            next_allowed = time.monotonic() + (1.0 / rate if rate > 0 else 0.0)
+            ready_at = last_start + 1.0 / rate if rate > 0 and last_start is not None else 0.0
+            wait = ready_at - time.monotonic() if pending else 0.1
+            for name, frame in mailbox.take(timeout=min(max(wait, 0.0), 0.1)).items():
+                if name in pending:
+                    mailbox.dropped[name] += 1
+                pending[name] = frame
+            if not pending or time.monotonic() < ready_at or mailbox.closed:
+                continue
+            last_start = time.monotonic()
+            batch, pending = pending, {}
             try:
-                self._segment_frame(frame)
+                self._segment(batch)
             except Exception as exc:  # the worker must outlive any single frame
-                self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=WARN_EVERY_S)
+                if self._active:
+                    self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=WARN_EVERY_S)
 
-    def _segment_frame(self, frame: Frame) -> None:
-        settings = self._settings
-        prompts = self._prompts(settings)
-        if not prompts:
+    def _segment(self, batch: dict[str, Frame]) -> None:
+        settings, prompt_set = self._settings, self._prompt_set()
+        if not prompt_set.prompts:
             return  # paused
-        try:
-            rgb = decode_frame(frame.msg)
-        except ImageDecodeError as exc:
-            self._stats.frame_rejected()
-            self.get_logger().warning(f"frame dropped: {exc}", throttle_duration_sec=WARN_EVERY_S)
+        frames, images = [], []
+        for name, frame in batch.items():
+            camera = self._cameras.get(name)
+            if camera is None or not camera.subscribed:
+                continue  # its listeners left while the frame waited
+            try:
+                images.append(frame.decode(settings.max_image_pixels))
+            except ImageDecodeError as exc:
+                camera.stats.frame_rejected()
+                self.get_logger().warning(f"frame dropped: {exc}", throttle_duration_sec=WARN_EVERY_S)
+                continue
+            frames.append(frame)
+        if not frames:
             return
         started = time.monotonic()
-        result = self._segmenter.segment(rgb, prompts, settings.threshold)
+        results = self._segmenter.segment_batch(images, prompt_set.prompts, settings.threshold)
         inference_s = time.monotonic() - started
-        self._publish(frame.msg.header, rgb, result, settings)
-        self._stats.frame_processed(inference_s, age_s=time.monotonic() - frame.received)
-
-    def _publish(self, header, rgb: np.ndarray, result, settings: Settings) -> None:
-        # Encoding costs milliseconds per output at camera sizes: skip the topics nobody reads.
-        if self._pub_mask.get_subscription_count():
-            mask = np.where(result.masks.any(axis=0), 255, 0).astype(np.uint8)
-            self._pub_mask.publish(numpy_to_image(mask, "mono8", header))
-        if self._pub_probability.get_subscription_count():
-            self._pub_probability.publish(numpy_to_image(result.probabilities.max(axis=0), "32FC1", header))
-        needs_labels = self._pub_label.get_subscription_count() or (
-            settings.overlay_enabled and self._pub_overlay.get_subscription_count()
-        )
-        if needs_labels:
-            labels = result.label_image()
-            if self._pub_label.get_subscription_count():
-                self._pub_label.publish(numpy_to_image(labels, "mono8", header))
-            if settings.overlay_enabled and self._pub_overlay.get_subscription_count():
-                image = render_overlay(rgb, labels, result.labels, settings.overlay_alpha)
-                self._pub_overlay.publish(numpy_to_image(image, "rgb8", header))
-        camera_info = self._camera_info
-        if camera_info is not None:
-            # Same size as the frame (outputs are not resized): the camera's own info, with the frame's header.
-            info = CameraInfo()
-            for field in CameraInfo.get_fields_and_field_types():
-                setattr(info, field, getattr(camera_info, field))
-            info.header = header
-            self._pub_camera_info.publish(info)
+        alpha = settings.overlay_alpha if settings.overlay_enabled else None
+        with self._publish_lock:
+            if not self._active:
+                return
+            if prompt_set.generation != self._generation:
+                self._discarded += len(results)
+                return
+            for frame, rgb, result in zip(frames, images, results, strict=True):
+                camera = self._cameras[frame.camera]
+                camera.publish(frame.msg.header, rgb, result, alpha)
+                camera.stats.frame_processed(inference_s, age_s=time.monotonic() - frame.received)
 
     # -- service ----------------------------------------------------------------------------------
 
     def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
-        settings = self._settings
+        """Runs the model in the executor's thread (one caller at a time with the worker, by the engine's lock)."""
         try:
+            if self.closing:
+                raise ValueError("the node is shutting down")
+            if not self._active:
+                raise ValueError("the node is not active: activate it (lifecycle) before calling")
+            settings = self._settings
             if is_empty(request.image):
-                frame = self._latest_frame
-                if frame is None:
-                    raise ValueError(f"no image in the request and no frame yet on {self._input.topic}")
-                header, rgb = frame.msg.header, decode_frame(frame.msg)
+                frame = self._latest_frame(request.camera)
+                header, rgb = frame.msg.header, frame.decode(settings.max_image_pixels)
             else:
-                header, rgb = request.image.header, image_to_rgb(request.image)
+                header = request.image.header
+                rgb = image_to_rgb(request.image, max_pixels=settings.max_image_pixels)
             prompts: list[str | VisualPrompt] = list(request.prompts)
             for i, msg in enumerate(request.visual_prompts):
-                prompts.append(visual_prompt_from_msg(msg, msg.label.strip() or f"visual {i + 1}"))
+                label = msg.label.strip() or f"visual {i + 1}"
+                prompts.append(visual_prompt_from_msg(msg, label, settings.max_image_pixels))
             if not prompts:
-                prompts = self._prompts(settings)
+                prompts = list(self._prompt_set().prompts)
             if not prompts:
                 raise ValueError("no prompts in the request and none set on the node")
             threshold = request.threshold if request.threshold > 0 else settings.threshold
-            if threshold >= 1.0:
-                raise ValueError(f"threshold must be below 1, got {threshold}")
             result = self._segmenter.segment(rgb, prompts, threshold)
-        except ValueError as exc:  # bad image, prompt or visual prompt: the caller learns why
+        except ValueError as exc:  # bad image, prompt, visual prompt or threshold: the caller learns why
             response.success = False
             response.message = str(exc)
             return response
@@ -337,58 +425,78 @@ class SegmentNode(Node):
         response.success = True
         response.header = header
         response.labels = list(result.labels)
-        response.masks = [numpy_to_image(np.where(m, 255, 0).astype(np.uint8), "mono8", header) for m in result.masks]
+        response.masks = [numpy_to_image(m.astype("uint8") * 255, "mono8", header) for m in result.masks]
         response.probabilities = [numpy_to_image(p, "32FC1", header) for p in result.probabilities]
         response.scores = [float(s) for s in result.scores]
         response.message = ", ".join(f"{label}: {s:.2f}" for label, s in zip(result.labels, result.scores, strict=True))
         return response
 
+    def _latest_frame(self, name: str) -> Frame:
+        """The camera's newest frame; an idle camera (nobody listening) is asked for its next one."""
+        camera = self._cameras.get(name or next(iter(self._cameras)))
+        if camera is None:
+            raise ValueError(f"no camera {name!r}; cameras: {', '.join(self._cameras)}")
+        if camera.latest is not None:
+            return camera.latest
+        msg_type = CompressedImage if camera.input_topic.endswith("/compressed") else Image
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # hears any publisher
+        ok, msg = wait_for_message(
+            msg_type, self, camera.input_topic, qos_profile=qos, time_to_wait=SERVICE_FRAME_WAIT_S
+        )
+        if not ok:
+            raise ValueError(
+                f"no image in the request and no frame within {SERVICE_FRAME_WAIT_S} s on {camera.input_topic}"
+            )
+        return Frame(camera.name, msg, time.monotonic())
+
     # -- prompts, label info, diagnostics ---------------------------------------------------------
 
-    def _prompts(self, settings: Settings) -> list[str | VisualPrompt]:
+    def _prompt_set(self) -> PromptSet:
         with self._state_lock:
-            return [*settings.prompts, *self._visual_prompts.values()]
+            return PromptSet(
+                self._generation,
+                (*self._settings.prompts, *self._visual_prompts.values()),
+                (*self._settings.prompts, *self._visual_prompts),
+            )
 
-    def _labels(self) -> list[str]:
-        with self._state_lock:
-            return [*self._settings.prompts, *self._visual_prompts]
-
-    def _publish_label_info(self) -> None:
-        labels = self._labels()
-        info = {
-            "labels": ["background", *labels],  # index = value in ~/label
-            "colors": [[0, 0, 0], *label_colors(len(labels)).tolist()],  # RGB in ~/overlay
-            "threshold": self._settings.threshold,
-        }
-        self._pub_label_info.publish(String(data=json.dumps(info)))
+    def _announce_labels(self) -> None:
+        with self._publish_lock:
+            prompt_set = self._prompt_set()
+            info = {
+                "labels": ["background", *prompt_set.labels],  # index = value in ~/label
+                "colors": [[0, 0, 0], *label_colors(len(prompt_set.labels)).tolist()],  # RGB in ~/overlay
+                "threshold": self._settings.threshold,
+            }
+            self._pub_label_info.publish(String(data=json.dumps(info)))
 
     def _publish_diagnostics(self) -> None:
-        settings = self._settings
-        prompts = len(self._prompts(settings))
-        status = self._stats.status(
-            name=f"{self.get_name()}: segmentation",
-            hardware_id=str(self._segmenter.device),
-            model=self._segmenter.model_id,
-            dropped=self._slot.dropped,
-            cache=self._segmenter.cache_stats(),
-            prompts=prompts,
-            paused=prompts == 0,
-        )
-        self._pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), status))
+        prompts = len(self._prompt_set().prompts)
+        mailbox = self._mailbox
+        statuses = [
+            camera.stats.status(
+                name=f"{self.get_name()}: {camera.name + ' ' if camera.name else ''}segmentation",
+                hardware_id=str(self._segmenter.device),
+                model=self._segmenter.model_id,
+                dropped=mailbox.dropped[camera.name] if mailbox is not None else 0,
+                cache=self._segmenter.cache_stats(),
+                prompts=prompts,
+                paused=prompts == 0,
+                listening=camera.subscribed,
+                extra={
+                    "input_topic": camera.input_topic,
+                    "subscribed": str(camera.subscribed).lower(),
+                    "idle_no_listeners_s": f"{camera.idle_seconds():.1f}",
+                    "results_discarded_superseded_prompts": str(self._discarded),
+                },
+            )
+            for camera in self._cameras.values()
+        ]
+        self._pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
-    def close(self) -> None:
-        self._running = False
-        self._slot.close()
-        self._worker.join(timeout=5.0)
 
-
-def decode_frame(msg: Image | CompressedImage) -> np.ndarray:
-    return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-
-
-def visual_prompt_from_msg(msg: VisualPromptMsg, label: str) -> VisualPrompt:
+def visual_prompt_from_msg(msg: VisualPromptMsg, label: str, max_pixels: int) -> VisualPrompt:
     """Raises ValueError (or ImageDecodeError) saying what is wrong with the message."""
-    image = image_to_rgb(msg.image)
+    image = image_to_rgb(msg.image, max_pixels=max_pixels)
     mask = mask_to_numpy(msg.mask)
     if mask.shape != image.shape[:2]:
         raise ImageDecodeError(
@@ -401,34 +509,37 @@ def _reliability(name: str) -> ReliabilityPolicy:
     return ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
 
 
-def _spin_quietly(executor: SingleThreadedExecutor) -> None:
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or shutdown: the normal end
-
-
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context under the worker's feet (publishing
+    # into a dead context) before the node has stopped its work and answered what is in flight.
     try:
-        node = SegmentNode()
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        rclpy.try_shutdown()
-        return exc.exit_code
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    service_executor = SingleThreadedExecutor()
-    service_executor.add_node(node.service_node)
-    service_thread = threading.Thread(target=_spin_quietly, args=(service_executor,), name="clipseg-service")
-    service_thread.start()
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # malformed --ros-args (e.g. a list of mixed types): say so, no traceback
+        print(f"[FATAL] [{NODE_NAME}]: invalid arguments: {exc}", file=sys.stderr)
+        return EXIT_BAD_PARAMETERS
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node = SegmentNode()
     try:
-        _spin_quietly(executor)
+        if node.autostart():
+            node.trigger_configure()
+            if node.failure is not None:
+                return node.failure.exit_code
+            node.trigger_activate()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            # A bounded wait, so that the signal flag is seen even when nothing else happens.
+            executor.spin_once(timeout_sec=0.2)
+        # Calls that reached the node but not its service callback yet get an answer, not silence.
+        node.closing = True
+        deadline = time.monotonic() + CLOSING_DRAIN_S
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.02)
+        executor.remove_node(node)
     finally:
-        service_executor.shutdown()
-        service_thread.join(timeout=5.0)
-        node.close()
-        node.service_node.destroy_node()
+        node.finish()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
