@@ -73,6 +73,18 @@ def test_regions_below_the_minimum_area_are_not_instances():
     assert find_instances(probabilities, np.zeros_like(masks), ["cup"], min_area=1) == ()
 
 
+def test_a_region_inside_another_ones_hole_is_its_own_instance():
+    mask = np.zeros((100, 100), bool)
+    mask[10:90, 10:90] = True
+    mask[25:75, 25:75] = False  # a frame around a hole ...
+    mask[40:60, 40:60] = True  # ... with an object in it
+    probabilities, masks = maps_of(mask)
+    frame, inner = find_instances(probabilities, masks, ["cup"], min_area=100)
+    assert (frame.bbox, frame.area) == ((10, 10, 80, 80), 80 * 80 - 50 * 50)
+    assert (inner.bbox, inner.area) == ((40, 40, 20, 20), 400)
+    assert frame.centroid == pytest.approx((49.5, 49.5)) and not frame.mask[30, 30]
+
+
 @pytest.mark.parametrize("encoding", ["32FC1", "16UC1"])
 @pytest.mark.parametrize("depth_scale", [1.0, 0.5], ids=["same-resolution", "half-resolution"])
 def test_3d_of_boxes_on_a_plane(scene, encoding, depth_scale):
