@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import struct
+import time
+import tracemalloc
+import zlib
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
+from clipseg_ros import limits
+from clipseg_ros.image_header import ImageHeaderError, declared_size
 from clipseg_ros.ros.image_codec import (
     ImageDecodeError,
     compressed_to_rgb,
@@ -113,7 +121,8 @@ def test_compressed(extension):
 @pytest.mark.parametrize(
     ("msg", "says"),
     [
-        (CompressedImage(format="jpeg", data=b"not an image at all"), "corrupt"),
+        (CompressedImage(format="jpeg", data=b"not an image at all"), "not a jpeg or png image"),
+        (CompressedImage(format="png", data=cv2.imencode(".png", RGB)[1].tobytes()[:40]), "corrupt"),
         (CompressedImage(format="jpeg", data=b""), "empty"),
         (CompressedImage(format="16UC1; compressedDepth png", data=b"\x89PNG"), "compressedDepth"),
     ],
@@ -137,3 +146,142 @@ def test_encoding_checks_the_array():
         numpy_to_image(RGB, "mono8")
     with pytest.raises(ValueError, match="32FC1"):
         numpy_to_image(RGB[..., 0], "32FC1")
+
+
+# -- sizes refused from what a message declares ---------------------------------------------------------
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A valid 8-bit grey PNG of zeros, compressed row by row: hundreds of kB that decode to width x height bytes."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor, row, parts = zlib.compressobj(9), bytes(width + 1), []  # filter byte 0 + the row
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int, **params) -> bytes:
+    """A small real JPEG whose frame header (SOFn) is patched to declare width x height."""
+    flags = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if params.get("progressive") else []
+    data = bytearray(cv2.imencode(".jpg", RGB, flags)[1].tobytes())
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_the_png_generator_makes_real_pngs():
+    decoded = cv2.imdecode(np.frombuffer(png_of_zeros(40, 30), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert decoded.shape == (30, 40) and not decoded.any()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_header_sizes_of_real_files(progressive):
+    flags = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if progressive else []
+    assert declared_size(cv2.imencode(".jpg", RGB, flags)[1]) == ("jpeg", 5, 7)
+    assert declared_size(cv2.imencode(".png", RGB)[1]) == ("png", 5, 7)
+    assert declared_size(jpeg_declaring(640, 480, progressive=progressive)) == ("jpeg", 640, 480)
+
+
+@pytest.mark.parametrize("extension", [".bmp", ".webp", ".tiff"])
+def test_formats_the_header_reader_cannot_size_are_refused(extension):
+    payload = cv2.imencode(extension, RGB)[1].tobytes()
+    with pytest.raises(ImageDecodeError, match="not a jpeg or png image") as error:
+        compressed_to_rgb(CompressedImage(format=extension[1:], data=payload))
+    assert "only these formats are accepted" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\x89PNG\r\n\x1a\n\x00\x00", b"\xff\xd8\xff\xe1\x00\x01", b"\xff\xd8\xff\xda\x00\x08" + bytes(8)],
+    ids=["png-truncated", "jpeg-bad-length", "jpeg-no-frame-header"],
+)
+def test_headers_that_cannot_be_read_are_refused(payload):
+    with pytest.raises(ImageHeaderError):
+        declared_size(payload)
+
+
+def peak_rss_growth(action) -> tuple[int, float]:
+    """Bytes the process's peak RSS grew by while `action` ran (its peak reset first), and the seconds it took."""
+    status = Path("/proc/self/status")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+    except OSError:
+        pytest.skip("no /proc/self/clear_refs to reset the peak RSS")
+
+    def kib(field: str) -> int:
+        line = next(line for line in status.read_text().splitlines() if line.startswith(field))
+        return int(line.split()[1])
+
+    before = kib("VmRSS:")
+    started = time.perf_counter()
+    action()
+    seconds = time.perf_counter() - started
+    return (kib("VmHWM:") - before) * 1024, seconds
+
+
+BOMBS = {
+    "png-30000x30000": lambda: png_of_zeros(30000, 30000),  # about 875 kB: 900 MB of pixels
+    "png-16384x16384": lambda: png_of_zeros(16384, 16384),  # about 261 kB; within the side limit, not the count
+    "jpeg-30000x30000": lambda: jpeg_declaring(30000, 30000),
+    "jpeg-progressive-16384x16384": lambda: jpeg_declaring(16384, 16384, progressive=True),
+}
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_decompression_bombs_are_refused_from_the_header_without_allocating(name):
+    msg = CompressedImage(format=name.split("-")[0], data=BOMBS[name]())
+
+    def refuse():
+        with pytest.raises(ImageDecodeError, match="refused before decoding"):
+            compressed_to_rgb(msg)
+
+    tracemalloc.start()
+    try:
+        refuse()
+        traced_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    rss_growth, seconds = peak_rss_growth(refuse)
+    print(f"{name} ({len(msg.data) / 1e3:.0f} kB): refused in {seconds * 1e3:.2f} ms, "
+          f"python peak {traced_peak / 1e6:.2f} MB, peak RSS +{rss_growth / 1e6:.1f} MB")
+    assert traced_peak < 100e6 and rss_growth < 100e6
+
+
+def test_max_pixels_is_the_callers():
+    payload = cv2.imencode(".png", np.zeros((40, 50, 3), np.uint8))[1].tobytes()
+    assert compressed_to_rgb(CompressedImage(format="png", data=payload), max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(ImageDecodeError, match="above the limit of 1999"):
+        compressed_to_rgb(CompressedImage(format="png", data=payload), max_pixels=1999)
+    raw = numpy_to_image(np.zeros((40, 50, 3), np.uint8), "rgb8")
+    with pytest.raises(ImageDecodeError, match="above the limit of 1999"):
+        image_to_rgb(raw, max_pixels=1999)
+    with pytest.raises(ImageDecodeError, match="above the limit of 1999"):
+        mask_to_numpy(numpy_to_image(np.zeros((40, 50), np.uint8), "mono8"), max_pixels=1999)
+
+
+@pytest.mark.parametrize(("width", "height", "says"), [(16384, 16384, "pixels"), (30000, 30000, "per side")])
+def test_raw_images_are_refused_by_their_declared_size(width, height, says):
+    # The data is a few bytes: the declared size alone is refused, before the data length is looked at.
+    msg = Image(width=width, height=height, encoding="rgb8", step=width * 3, data=bytes(12))
+    with pytest.raises(ImageDecodeError, match=says):
+        image_to_rgb(msg)
+
+
+@pytest.mark.parametrize("encoding", ["32FC1", "16UC1", "yuv422"])
+def test_a_frame_encoding_error_lists_what_a_frame_may_be(encoding):
+    msg = numpy_to_image(np.zeros((4, 4), np.float32), "32FC1")
+    msg.encoding = encoding
+    with pytest.raises(ImageDecodeError) as error:
+        image_to_rgb(msg)
+    assert str(error.value).endswith("accepted: " + ", ".join(limits.IMAGE_ENCODINGS))
+
+
+def test_a_mask_encoding_error_lists_what_a_mask_may_be():
+    with pytest.raises(ImageDecodeError) as error:
+        mask_to_numpy(numpy_to_image(RGB, "rgb8"))
+    assert str(error.value).endswith("accepted: " + ", ".join(limits.MASK_ENCODINGS))

@@ -2,7 +2,9 @@
 
 Decoding returns views into the message's buffer when the layout allows (any `step` padding becomes a
 strided view, not a copy); every failure raises `ImageDecodeError` with the reason, so that a bad frame
-costs one warning and never the node.
+costs one warning and never the node. Sizes are refused from what a message declares (its width and height,
+a PNG or JPEG header) before pixels are allocated. Camera frames and masks are taken in the encodings of
+limits.IMAGE_ENCODINGS and limits.MASK_ENCODINGS.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-# Refuse anything larger: a corrupt header must not make the node allocate gigabytes.
-MAX_SIDE = 16384
+from clipseg_ros import limits
+from clipseg_ros.image_header import ImageHeaderError, check_declared_size
 
-# encoding -> (dtype, channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+# encoding -> (dtype, channels) of every encoding read or written here: frames, masks, outputs (32FC1
+# probabilities) and depth. What each use accepts is in limits.
+_LAYOUTS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
     "rgba8": (np.dtype(np.uint8), 4),
@@ -34,14 +37,20 @@ class ImageDecodeError(ValueError):
     """A message that cannot be read as an image; the text says why."""
 
 
-def image_to_numpy(msg: Image) -> np.ndarray:
-    """The pixels in the message's own encoding: (H, W) or (H, W, C), a view of `msg.data` when possible."""
-    if msg.encoding not in ENCODINGS:
-        raise ImageDecodeError(f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}")
-    dtype, channels = ENCODINGS[msg.encoding]
+def image_to_numpy(msg: Image, max_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The pixels in the message's own encoding: (H, W) or (H, W, C), a view of `msg.data` when possible.
+
+    Any encoding this module writes is read back; image_to_rgb and mask_to_numpy narrow that to what a
+    frame or a mask may be.
+    """
+    if msg.encoding not in _LAYOUTS:
+        raise ImageDecodeError(f"unsupported encoding {msg.encoding!r}; readable: {', '.join(_LAYOUTS)}")
+    dtype, channels = _LAYOUTS[msg.encoding]
     height, width, step = msg.height, msg.width, msg.step
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise ImageDecodeError(f"image size {width}x{height} outside 1..{MAX_SIDE}")
+    try:
+        limits.check_image_size(width, height, max_pixels)
+    except ValueError as exc:
+        raise ImageDecodeError(str(exc)) from exc
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageDecodeError(f"step {step} is shorter than {width} {msg.encoding} pixels ({row_bytes} bytes)")
@@ -58,9 +67,11 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, C-contiguous (a view for tightly packed rgb8, else one copy)."""
-    pixels = image_to_numpy(msg)
+def image_to_rgb(msg: Image, max_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, C-contiguous (a view for tightly packed rgb8, else one copy), from a camera frame
+    in one of limits.IMAGE_ENCODINGS."""
+    _check_encoding(msg.encoding, limits.IMAGE_ENCODINGS, "a camera frame")
+    pixels = image_to_numpy(msg, max_pixels)
     encoding = msg.encoding
     if encoding == "rgb8":
         rgb = pixels
@@ -75,32 +86,39 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         peak = int(pixels.max())
         scaled = (pixels.astype(np.float32) * (255.0 / peak)) if peak else np.zeros(pixels.shape, np.float32)
         rgb = np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
-    else:
-        raise ImageDecodeError(f"{encoding} is not a colour or grey image")
     return np.ascontiguousarray(rgb)
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a jpeg or png CompressedImage."""
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a CompressedImage in one of limits.COMPRESSED_FORMATS.
+
+    The size the header declares is refused above `max_pixels` (or limits.MAX_IMAGE_SIDE per side) before
+    the decoder runs: a decompression bomb costs a header read, not gigabytes.
+    """
     if "compresseddepth" in msg.format.lower().replace(" ", ""):
         raise ImageDecodeError(f"compressedDepth images are not camera frames (format {msg.format!r})")
     if len(msg.data) == 0:
         raise ImageDecodeError("empty compressed image")
+    try:
+        check_declared_size(msg.data, max_pixels)
+    except ImageHeaderError as exc:
+        raise ImageDecodeError(f"compressed image ({msg.format!r}, {len(msg.data)} bytes) refused: {exc}") from exc
     bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageDecodeError(f"corrupt or unsupported compressed image ({msg.format!r}, {len(msg.data)} bytes)")
-    if not (bgr.shape[0] <= MAX_SIDE and bgr.shape[1] <= MAX_SIDE):
-        raise ImageDecodeError(f"image size {bgr.shape[1]}x{bgr.shape[0]} above {MAX_SIDE}")
+        raise ImageDecodeError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def mask_to_numpy(msg: Image) -> np.ndarray:
-    """(H, W) bool: mono8 non-zero, or 32FC1 >= 0.5."""
-    if msg.encoding == "mono8":
-        return image_to_numpy(msg) > 0
-    if msg.encoding == "32FC1":
-        return image_to_numpy(msg) >= 0.5
-    raise ImageDecodeError(f"a mask must be mono8 or 32FC1, got {msg.encoding!r}")
+def mask_to_numpy(msg: Image, max_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """(H, W) bool: mono8 non-zero, or 32FC1 >= 0.5 (limits.MASK_ENCODINGS)."""
+    _check_encoding(msg.encoding, limits.MASK_ENCODINGS, "a mask")
+    pixels = image_to_numpy(msg, max_pixels)
+    return pixels > 0 if msg.encoding == "mono8" else pixels >= 0.5
+
+
+def _check_encoding(encoding: str, accepted: tuple[str, ...], use: str) -> None:
+    if encoding not in accepted:
+        raise ImageDecodeError(f"unsupported encoding {encoding!r} for {use}; accepted: {', '.join(accepted)}")
 
 
 def is_empty(msg: Image) -> bool:
@@ -109,9 +127,9 @@ def is_empty(msg: Image) -> bool:
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """An Image message holding `pixels` (one copy into the message's buffer)."""
-    if encoding not in ENCODINGS:
+    if encoding not in _LAYOUTS:
         raise ValueError(f"unsupported encoding {encoding!r}")
-    dtype, channels = ENCODINGS[encoding]
+    dtype, channels = _LAYOUTS[encoding]
     expected_ndim = 2 if channels == 1 else 3
     if pixels.dtype != dtype or pixels.ndim != expected_ndim or (channels > 1 and pixels.shape[2] != channels):
         raise ValueError(f"{encoding} needs {dtype} pixels of {channels} channel(s), got {pixels.dtype} {pixels.shape}")
