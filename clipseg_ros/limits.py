@@ -68,7 +68,6 @@ MAX_MODEL_PARAMETERS = 1_000_000_000
 HUB_PROBE_S = 2.0
 
 
-
 def check_threshold(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"threshold must be a number, got {value!r}")
@@ -123,16 +122,6 @@ def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_IMAG
         raise ValueError(f"image size {width}x{height} outside 1..{MAX_IMAGE_SIDE} per side")
     if width * height > max_pixels:
         raise ValueError(f"image size {width}x{height} is {width * height} pixels, above the limit of {max_pixels}")
-
-
-def check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    """An integer in minimum..maximum (no upper bound when maximum is None)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
 
 
 # -- perception: instances, depth -> 3D, points (clipseg_ros.perception) ----------------------------------
