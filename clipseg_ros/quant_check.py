@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import load_model
+from .cli import threshold_arg
 from .export_command import COMMAND_ERRORS, add_model_args, input_size_of, write_exports
 from .image_io import read_rgb
-from .limits import DEFAULT_THRESHOLD, INT8_MODES, check_threshold
+from .limits import DEFAULT_THRESHOLD, INT8_MODES
 from .segmenter import SegmentationResult, Segmenter
 
 log = logging.getLogger("clipseg-quant-check")
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--onnx", help="an int8 file from clipseg-export to check, instead of quantising here")
     p.add_argument("--calibration-images", nargs="+", default=[], metavar="IMAGE",
                    help="static int8: calibration images (better not the images checked)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="mask threshold, in (0, 1)")
+    p.add_argument("--threshold", type=threshold_arg, default=DEFAULT_THRESHOLD, help="mask threshold, in (0, 1)")
     p.add_argument("--json", default="out/quant-check.json", help="where to write the report")
     return p.parse_args(argv)
 
@@ -78,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        threshold = check_threshold(args.threshold)
         size = input_size_of(args)
         model = load_model(args.weights, args.clip_weights)
         with tempfile.TemporaryDirectory() as tmp:
@@ -94,19 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for path in args.images:
             image = read_rgb(path)
-            rows += agreement(path, reference.segment(image, args.prompt, threshold),
-                              candidate.segment(image, args.prompt, threshold))
+            rows += agreement(path, reference.segment(image, args.prompt, args.threshold),
+                              candidate.segment(image, args.prompt, args.threshold))
     except COMMAND_ERRORS as exc:
         log.error("%s", exc)
         return 2
     per_prompt = summary(rows)
     mode = args.onnx or f"int8 {args.int8}"
-    print(f"\n{mode} vs fp32 (torch), {len(args.images)} image(s), threshold {threshold:g}")
+    print(f"\n{mode} vs fp32 (torch), {len(args.images)} image(s), threshold {args.threshold:g}")
     print(f"{'prompt':30} {'min IoU':>8} {'mean IoU':>9} {'max |dp|':>9}")
     for prompt, s in per_prompt.items():
         print(f"{prompt[:30]:30} {s['min_iou']:8.3f} {s['mean_iou']:9.3f} {s['max_abs_diff']:9.4f}")
     report = {"weights": args.weights, "int8": mode, "input_size": list(candidate.input_size),
-              "threshold": threshold, "per_prompt": per_prompt, "per_image": [asdict(r) for r in rows]}
+              "threshold": args.threshold, "per_prompt": per_prompt, "per_image": [asdict(r) for r in rows]}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -150,7 +150,7 @@ def test_export_command_reports_bad_input(tiny_checkpoint, tmp_path, caplog):
     assert "needs --calibration-images and --calibration-prompts" in caplog.text
 
 
-def test_quant_check_reports_agreement_per_prompt(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_quant_check_reports_agreement_per_prompt(tiny_checkpoint, exported, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLIPSEG_ROS_CACHE", str(tmp_path / "cache"))
     images = write_images(tmp_path / "images", 2)
     report = tmp_path / "report.json"
@@ -164,6 +164,12 @@ def test_quant_check_reports_agreement_per_prompt(tiny_checkpoint, tmp_path, mon
     assert len(data["per_image"]) == 4
     for row in data["per_image"]:
         assert 0.0 <= row["iou"] <= 1.0 and 0.0 <= row["max_abs_diff"] <= 1.0
+    # A given file instead: the fp32 export of the same weights agrees with torch all but exactly.
+    code = quant_check.main([*images, "--prompt", "a cup", "--weights", str(tiny_checkpoint), "--input-size",
+                             "64", "96", "--onnx", str(exported), "--json", str(report)])
+    assert code == 0
+    rows = json.loads(report.read_text())["per_image"]
+    assert all(row["iou"] == 1.0 and row["max_abs_diff"] < 1e-5 for row in rows), rows
 
 
 @pytest.mark.parametrize("command", ["clipseg-export", "clipseg-quant-check"])
