@@ -46,6 +46,7 @@ demo: setup
 bench: setup
 	$(PY) bench/engine_vs_transformers.py
 	$(PY) bench/node_latency.py
+	$(PY) bench/postprocess.py
 
 clean:
 	rm -rf build $(VENV)

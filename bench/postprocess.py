@@ -8,7 +8,7 @@ prompts, tiny and full size (random ClipSegConfig(), CPU fp32). Medians after wa
 wall time and as this process's CPU time (on a shared machine the wall time also holds the waits for the CPU).
 Target: at most 5 ms per frame.
 
-    .venv/bin/python -P bench/postprocess.py [--runs 50] [--model-runs 3] [--no-full] [--json FILE]
+    .venv/bin/python bench/postprocess.py [--runs 50] [--model-runs 3] [--no-full] [--json FILE]
 """
 
 from __future__ import annotations
