@@ -8,10 +8,13 @@ optical frame (transform it with TF from header.frame_id). `once:=true` exits af
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.task import Future
 
 from clipseg_ros.msg import Instance, Segmentation
 
@@ -27,7 +30,7 @@ class GraspClient(Node):
         super().__init__("grasp_client_example")
         self.label = self.declare_parameter("label", "cup").value
         self.once = self.declare_parameter("once", False).value
-        self.done = False
+        self.found = Future()  # completed after the first target when `once`
         self.create_subscription(Segmentation, "segmentation", self.on_segmentation, 1)
 
     def on_segmentation(self, msg: Segmentation) -> None:
@@ -41,20 +44,17 @@ class GraspClient(Node):
             f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d})",
             flush=True,
         )
-        self.done = self.once
+        if self.once:
+            self.found.set_result(target)
 
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = GraspClient()
-    try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
+        rclpy.spin_until_future_complete(node, node.found)
+    node.destroy_node()
+    rclpy.try_shutdown()
     return 0
 
 
