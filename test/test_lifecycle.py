@@ -34,9 +34,9 @@ def ros():
 
 @pytest.fixture(scope="module")
 def medium_checkpoint(tmp_path_factory):
-    """About 110 MB of weights: enough for cleanup's release to show in the node's RSS."""
+    """About 240 MB of weights: well above what the first inference leaves allocated for good."""
     config = ClipSegConfig.tiny().with_changes(
-        vision=VisionConfig(width=512, layers=6, heads=8, mlp_dim=2048, patch_size=16, image_size=64),
+        vision=VisionConfig(width=768, layers=8, heads=12, mlp_dim=3072, patch_size=16, image_size=64),
         text=TextConfig(width=256, layers=2, heads=4, mlp_dim=512),
     )
     torch.manual_seed(0)
@@ -183,7 +183,9 @@ def test_several_cameras_one_model_and_only_for_listeners(ros, tiny_checkpoint, 
         def per_camera(msg):
             return {s.name: {kv.key: kv.value for kv in s.values} for s in msg.status}
 
-        latest = diagnostics.wait(lambda m: "clipseg_multi: left segmentation" in per_camera(m), timeout=5.0)
+        latest = diagnostics.wait(
+            lambda m: "clipseg_multi: left segmentation" in per_camera(m), timeout=5.0, since=len(diagnostics)
+        )
         assert latest is not None
         status = per_camera(latest)
         assert status["clipseg_multi: front segmentation"]["input_topic"] == "/front/image"
