@@ -178,8 +178,10 @@ IMPORT_KEYS = {
     "torch": "python3-torch", "torchvision": "python3-torchvision", "numpy": "python3-numpy",
     "cv2": "python3-opencv", "huggingface_hub": "python3-huggingface-hub-pip", "tqdm": "python3-tqdm",
     "matplotlib": "python3-matplotlib", "skimage": "python3-skimage", "yaml": "python3-yaml",
-    "open_clip": "open_clip_torch", "safetensors": "safetensors",
+    "open_clip": "open_clip_torch", "safetensors": "safetensors", "onnxruntime": "onnxruntime",
 }
+# Optional extras, not dependencies of the package: imported only by the features that need them.
+OPTIONAL_REQUIREMENTS = ("onnx.txt",)
 ROS_PACKAGE = re.compile(r"rclpy|launch|launch_ros|ament_index_python|\w+_(msgs|srvs|interfaces)")
 
 
@@ -194,6 +196,7 @@ def test_package_xml_declares_every_import_with_keys_that_exist():
     assert python_keys <= ROSDEP_KEYS, f"no rosdep rule for {python_keys - ROSDEP_KEYS}"
     ros_workspace = ROOT / "requirements" / "ros-workspace.txt"
     pip_for_ros = _requirement_names(ros_workspace)
+    optional = set().union(*(_requirement_names(ROOT / "requirements" / name) for name in OPTIONAL_REQUIREMENTS))
     exact = [line for line in ros_workspace.read_text().splitlines() if "==" in line or "~=" in line]
     assert not exact, f"{exact}: no exact pins for robots (they bring their own torch)"
 
@@ -213,5 +216,5 @@ def test_package_xml_declares_every_import_with_keys_that_exist():
             continue
         assert name in IMPORT_KEYS, f"{name} is imported: add its rosdep key (or pip name) to this test and declare it"
         key = IMPORT_KEYS[name]
-        assert key in declared or key.replace("_", "-") in pip_for_ros, (
+        assert key in declared or key.replace("_", "-") in pip_for_ros | optional, (
             f"{name} is imported: declare {key} in package.xml, or in requirements/ros-workspace.txt if no key exists")
