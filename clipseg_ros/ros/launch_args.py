@@ -57,13 +57,15 @@ def dds_profile_off(profile: str) -> bool:
 
 
 def rviz_topics(namespace: str, image: str, cameras: list[str]) -> dict[str, str]:
-    """The topics rviz shows: the (first) camera's input and the node's overlay and mask for it."""
+    """The topics rviz shows: the (first) camera's input and the node's overlay, mask, points and markers for it."""
     namespace = "/" + namespace.strip("/")
     camera = f"{cameras[0]}/" if cameras else ""
     return {
         "Camera": expand_topic_name(f"{camera}image" if cameras else image, NODE_NAME, namespace),
         "Overlay": expand_topic_name(f"~/{camera}overlay", NODE_NAME, namespace),
         "Mask": expand_topic_name(f"~/{camera}mask", NODE_NAME, namespace),
+        "Points": expand_topic_name(f"~/{camera}points", NODE_NAME, namespace),
+        "Markers": expand_topic_name(f"~/{camera}markers", NODE_NAME, namespace),
     }
 
 
