@@ -49,7 +49,6 @@ class AlignedDepth:
     """Depth in metres at colour pixels, NaN where invalid (0, NaN, outside the range, an edge, off the image)."""
 
     def __init__(self, depth: DepthInput, colour: Intrinsics, min_m: float, max_m: float) -> None:
-        self.colour = colour
         self._metres = _valid_metres(depth, *limits.check_depth_range(min_m, max_m))
         # Colour column u and depth column u_d see the same ray: (u - cx) / fx == (u_d - cx_d) / fx_d.
         d = depth.intrinsics
