@@ -73,8 +73,8 @@ def camera_info(intrinsics: Intrinsics) -> CameraInfo:
 
 
 def test_stamps_in_nanoseconds():
-    assert stamp_ns(Time(sec=3, nanosec=5)) == 3_000_000_005
-    assert stamp_ns(header_at(1700000000.123456789).stamp) == 1_700_000_000_123_456_768  # float rounding
+    assert stamp_ns(Header(stamp=Time(sec=3, nanosec=5))) == 3_000_000_005
+    assert stamp_ns(header_at(1700000000.123456789)) == 1_700_000_000_123_456_768  # float rounding
 
 
 def test_depth_sync_pairs_real_messages_and_feeds_3d():

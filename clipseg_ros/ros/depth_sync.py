@@ -15,7 +15,6 @@ import bisect
 import threading
 from typing import Generic, TypeVar
 
-from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -75,8 +74,8 @@ class StampPairer(Generic[Item]):
         return best
 
 
-def stamp_ns(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
+def stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def intrinsics_from_camera_info(msg: CameraInfo) -> Intrinsics:
@@ -103,7 +102,7 @@ class DepthSync:
 
     def add_depth(self, msg: Image) -> None:
         """Subscription callback: only keeps the message (decoding waits until a colour frame pairs with it)."""
-        self._pairer.add_depth(stamp_ns(msg.header.stamp), msg)
+        self._pairer.add_depth(stamp_ns(msg.header), msg)
 
     def set_camera_info(self, msg: CameraInfo) -> None:
         """Subscription callback of the depth camera_info (its intrinsics rarely change: the latest is kept)."""
@@ -112,7 +111,7 @@ class DepthSync:
     def match(self, header: Header) -> DepthInput | None:
         """The depth frame paired with the colour frame of `header`; None when none is within the tolerance
         (missing or stale depth) or no depth camera_info has arrived yet. Raises ValueError for a bad frame."""
-        paired = self._pairer.match(stamp_ns(header.stamp))
+        paired = self._pairer.match(stamp_ns(header))
         camera_info = self._camera_info
         if paired is None or camera_info is None:
             return None
