@@ -39,7 +39,8 @@ def jpeg_frame(seconds: int, width: int = 160, height: int = 120) -> CompressedI
 class Hard:
     def __init__(self, probe: Probe, node: NodeProcess) -> None:
         self.probe, self.node = probe, node
-        self.jpeg = probe.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
+        # The node remaps `image`: as with image_transport, image/compressed follows it.
+        self.jpeg = probe.create_publisher(CompressedImage, "/hard_camera/image/compressed", RELIABLE)
         self.prompt = probe.create_publisher(String, f"/{NAME}/prompt", RELIABLE)
         self.mask = probe.inbox(Image, f"/{NAME}/mask")
         self.events: list[tuple[float, str, object]] = []  # (arrival, kind, message), for the label race
@@ -99,7 +100,7 @@ def hard(probe, tiny_checkpoint, tmp_path_factory):
         "prompts": "[cup]",
         "image_transport": "compressed",
     }
-    node = NodeProcess(tmp, NAME, params)
+    node = NodeProcess(tmp, NAME, params, ("-r", "image:=/hard_camera/image"))
     try:
         wait_for_service(probe, node, Segment, f"/{NAME}/segment")
         hard = Hard(probe, node)

@@ -151,12 +151,18 @@ def test_bad_images_are_refused_clearly(tiny_model):
         segmenter.segment(np.zeros((0, 10, 3), np.uint8), ["cup"])
 
 
-def test_overlong_prompts_are_truncated_with_a_warning(tiny_model, caplog):
+def test_overlong_prompts_are_truncated_with_one_warning_per_new_prompt(tiny_model, caplog):
     segmenter = Segmenter(tiny_model, device="cpu", input_size=96)
+    prompts = ["cup " * 200, "x" * 5000]
     with caplog.at_level(logging.WARNING):
-        result = segmenter.segment(image(), ["cup " * 200, "x" * 5000])
+        result = segmenter.segment(image(), prompts)
     assert result.probabilities.shape[0] == 2
-    assert "only the first 75 are used" in caplog.text and "cut to 1000" in caplog.text
+    assert caplog.text.count("only the first 75 are used") == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):  # a camera stream: the same prompts every frame, embeddings cached
+            segmenter.segment(image(), prompts)
+    assert caplog.text == ""
 
 
 def test_torch_tensors_are_accepted(tiny_model):

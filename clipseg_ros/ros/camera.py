@@ -50,6 +50,7 @@ class Camera:
     def __init__(self, node: Node, name: str, prefix: str, inputs: InputSettings, out_qos: QoSProfile, on_frame):
         """`name` labels the camera ("" for the only one); `prefix` is "" or "<camera>/"."""
         self.name, self._node, self._prefix, self._inputs, self._on_frame = name, node, prefix, inputs, on_frame
+        self.compressed = inputs.compressed
         self.stats = SegmentStats()
         self.latest: Frame | None = None  # for service calls without an image
         self.camera_info: CameraInfo | None = None
@@ -60,8 +61,10 @@ class Camera:
             "overlay": node.create_publisher(Image, f"~/{prefix}overlay", out_qos),
             "camera_info": node.create_publisher(CameraInfo, f"~/{prefix}camera_info", out_qos),
         }
-        self._image_topic = f"{prefix}image/compressed" if inputs.compressed else f"{prefix}image"
-        self.input_topic = node.resolve_topic_name(self._image_topic)
+        # As image_transport: `image` is resolved (namespace, remaps) and the transport's suffix follows, so
+        # `-r image:=/camera/color/image_raw` also moves image/compressed.
+        image = node.resolve_topic_name(f"{prefix}image")
+        self.input_topic = f"{image}/compressed" if inputs.compressed else image
         self._subscriptions: list[MatchedSubscription] = []
         self.service_waiting = 0  # service calls waiting for this camera's next frame
         self._idle_since: float | None = time.monotonic()
@@ -85,7 +88,7 @@ class Camera:
         if wanted:
             msg_type = CompressedImage if self._inputs.compressed else Image
             self._subscriptions = [
-                self._subscribe(msg_type, self._image_topic, self._on_image),
+                self._subscribe(msg_type, self.input_topic, self._on_image),
                 self._subscribe(CameraInfo, f"{self._prefix}camera_info", self._on_camera_info),
             ]
             self.idle_s += now - self._idle_since if self._idle_since is not None else 0.0

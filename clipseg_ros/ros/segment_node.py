@@ -438,7 +438,7 @@ class SegmentNode(LifecycleNode):
             raise ValueError(f"no camera {name!r}; cameras: {', '.join(self._cameras)}")
         if camera.latest is not None:
             return camera.latest
-        msg_type = CompressedImage if camera.input_topic.endswith("/compressed") else Image
+        msg_type = CompressedImage if camera.compressed else Image
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # hears any publisher
         ok, msg = wait_for_message(
             msg_type, self, camera.input_topic, qos_profile=qos, time_to_wait=SERVICE_FRAME_WAIT_S
