@@ -17,7 +17,19 @@ from sensor_msgs.msg import Image
 
 from clipseg_ros.ros.image_codec import image_to_numpy
 
-PROFILE = Path(sys.prefix) / "share" / "clipseg_ros" / "config" / "fastdds_large_frames.xml"
+
+def _installed_share() -> Path:
+    """share/clipseg_ros as installed: found through the ament index (colcon test sets it), else the venv prefix
+    (make test installs there without setting AMENT_PREFIX_PATH)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        return Path(get_package_share_directory("clipseg_ros"))
+    except (ImportError, PackageNotFoundError, OSError):
+        return Path(sys.prefix) / "share" / "clipseg_ros"
+
+
+PROFILE = _installed_share() / "config" / "fastdds_large_frames.xml"
 
 # A camera-like publisher in its own process: it reports the size of its largest Fast DDS
 # shared-memory mapping, then publishes one 640x480 rgb8 frame twice a second until stopped.
