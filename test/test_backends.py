@@ -12,7 +12,7 @@ import torch
 from clipseg_ros import Segmenter, VisualPrompt
 from clipseg_ros.backends import BackendUnavailable
 from clipseg_ros.backends.base import import_optional
-from clipseg_ros.export import ExportError, export_onnx, read_info, runtime_cache_dir
+from clipseg_ros.export import ExportError, cached_export, export_onnx, read_info, runtime_cache_dir
 from clipseg_ros.model import ClipSeg, ClipSegConfig
 
 SIZE = (64, 96)
@@ -108,6 +108,13 @@ def test_backend_options_are_checked(cache):
 def test_a_missing_runtime_says_what_to_install():
     with pytest.raises(BackendUnavailable, match=r"'no_such_runtime'.*not installed here.*pip install no-such"):
         import_optional("no_such_runtime", "the test backend", "pip install no-such")
+
+
+def test_fp16_export_for_tensorrt_is_checked_against_torch(cache):
+    """The engine's source graph is built and verified on any machine (ONNX Runtime runs it on the CPU)."""
+    path, digest = cached_export(tiny(), SIZE, "fp16")
+    info = read_info(path)
+    assert info.precision == "fp16" and info.input_size == SIZE and info.weights_digest == digest
 
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
