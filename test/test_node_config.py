@@ -44,7 +44,7 @@ def test_validation_gives_reasons():
 def test_rviz_and_readme_use_the_node_topic_names():
     rviz = yaml.safe_load((ROOT / "config" / "segment.rviz").read_text())
     topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"]}
-    assert topics == {"/image", "/clipseg/overlay", "/clipseg/mask"}
+    assert topics == {"/image", "/clipseg/overlay", "/clipseg/mask", "/clipseg/points", "/clipseg/markers"}
     node_source = "".join((ROOT / "clipseg_ros" / "ros" / f).read_text() for f in ("segment_node.py", "camera.py"))
     private = set(re.findall(r'"~/(?:\{prefix\})?(\w+)"', node_source))
     assert private == {
