@@ -235,7 +235,7 @@ class Segmenter:
         """
         with self._lock:
             device = self.device
-            self.model = None
+            self.model = self.image_path = None
             self.cache = EmbeddingCache(0)
             gc.collect()
             if device.type == "cuda":

@@ -108,6 +108,13 @@ SPECS: dict[str, Spec] = {
     "precision": Spec(
         "str", "fp32", "inference precision: fp32, fp16 or bf16 (fp16/bf16 on GPU)", check=_choice(limits.PRECISIONS)
     ),
+    "backend": Spec(
+        "str",
+        "torch",
+        f"runtime of the image path: {', '.join(limits.BACKENDS)} (onnxruntime and tensorrt need their packages; "
+        "never a silent fallback)",
+        check=_engine_check(limits.check_backend),
+    ),
     "input_size": Spec(
         "int_list",
         [352, 352],

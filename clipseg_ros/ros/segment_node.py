@@ -40,6 +40,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from clipseg_ros import CheckpointError, Segmenter, VisualPrompt, limits
+from clipseg_ros.backends import BackendUnavailable
 from clipseg_ros.msg import VisualPrompt as VisualPromptMsg
 from clipseg_ros.overlay import label_colors
 from clipseg_ros.prompts import split_prompts
@@ -252,6 +253,7 @@ class SegmentNode(LifecycleNode):
                 weights=weights,
                 device=self._param("device"),
                 precision=self._param("precision"),
+                backend=self._param("backend"),
                 input_size=tuple(self._param("input_size")),
                 cache_size=self._param("cache_size"),
             )
@@ -262,7 +264,7 @@ class SegmentNode(LifecycleNode):
                 "the params file.",
                 EXIT_WEIGHTS_UNAVAILABLE,
             ) from exc
-        except ValueError as exc:  # device, precision or input size the engine refuses
+        except (ValueError, BackendUnavailable) as exc:  # device, precision, size or backend the engine refuses
             raise StartupError(f"invalid parameters: {exc}", EXIT_BAD_PARAMETERS) from exc
         segmenter.warmup()  # the first frame should not pay for allocation
         return segmenter
