@@ -6,7 +6,10 @@ Each sample is a query image, a target mask and a condition:
   (crop, blur, darken); when no other image has the phrase the sample is text only;
 - the text weight w of the interpolation `cond = w * text + (1 - w) * visual`, w ~ U(0, 0.5) as the
   released models were trained (mix_text_max 0.5), and w = 1 for text-only samples;
-- negatives at `negative_rate`: a phrase absent from the image (with its own support), target empty.
+- negatives at `negative_rate`: a phrase absent from the image (with its own support), target empty;
+- at `text_only_rate`, a sample conditioned on its text alone (w = 1) though a support exists: a CLIP whose
+  text and image embeddings are not aligned (a random one) otherwise learns text prompts from the few
+  phrases that have no support, and answers typed prompts poorly.
 
 Item k is drawn from a generator seeded with (seed, k), whatever the worker that loads it: the data of a run
 depend only on the seed, so a resumed run sees the same batches it would have seen without a stop.
@@ -47,12 +50,15 @@ class SamplingOptions:
     image_size: int = 352
     negative_rate: float = 0.2
     visual: bool = True  # False: text conditionals only (the paper's PC rather than PC+)
+    text_only_rate: float = 0.0  # the paper's sampling: 0
     templates: tuple[str, ...] = PROMPT_TEMPLATES
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.negative_rate < 1.0:
             raise ValueError(f"negative_rate must be in [0, 1), got {self.negative_rate}")
+        if not 0.0 <= self.text_only_rate <= 1.0:
+            raise ValueError(f"text_only_rate must be in [0, 1], got {self.text_only_rate}")
         if not self.templates or any("{}" not in t for t in self.templates):
             raise ValueError("every prompt template needs a {} for the phrase")
 
@@ -83,7 +89,9 @@ class PhraseCutPlus(Dataset):
             negative = self._absent_phrase(rng, annotation.image_path)
             if negative is not None:
                 phrase, mask = negative, np.zeros_like(mask)
-        support, has_support = self._support(rng, phrase, annotation.image_path)
+        # drawn only when asked for: the paper's sampling keeps the data of a given seed
+        text_only = self.options.text_only_rate > 0 and rng.random() < self.options.text_only_rate
+        support, has_support = self._support(rng, phrase, annotation.image_path, text_only)
         template = self.options.templates[int(rng.integers(len(self.options.templates)))]
         size = (self.options.image_size, self.options.image_size)
         return {
@@ -106,11 +114,13 @@ class PhraseCutPlus(Dataset):
         absent = [p for p in phrases if p not in present]
         return absent[int(rng.integers(len(absent)))] if absent else None
 
-    def _support(self, rng: np.random.Generator, phrase: str, image_path: Path) -> tuple[torch.Tensor, bool]:
+    def _support(
+        self, rng: np.random.Generator, phrase: str, image_path: Path, text_only: bool
+    ) -> tuple[torch.Tensor, bool]:
         """An engineered visual prompt of `phrase` from another image, or zeros when there is none."""
         size = self.options.image_size
         empty = torch.zeros(3, size, size)
-        if not self.options.visual:
+        if not self.options.visual or text_only:
             return empty, False
         choice = self.source.from_another_image(phrase, image_path, rng)
         if choice is None:

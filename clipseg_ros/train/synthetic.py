@@ -31,7 +31,9 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Muted grey-ish texture: smooth blotches plus faint stripes, so shapes are not on a flat field."""
     base = rng.uniform(70, 170)
     blotches = cv2.resize(rng.normal(0, 25, (4, 4, 3)), (size, size), interpolation=cv2.INTER_CUBIC)
-    period, angle = rng.uniform(6, 20), rng.uniform(0, np.pi)
+    # stripe periods in units of a 96-pixel scene: a scene drawn larger (the demo's camera) looks like a
+    # 96-pixel one enlarged, and a model trained on the small ones sees the same texture once it is resized
+    period, angle = rng.uniform(6, 20) * size / 96, rng.uniform(0, np.pi)
     y, x = np.mgrid[0:size, 0:size]
     stripes = 12 * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)
     image = base + blotches + stripes[..., None] + rng.normal(0, 4, (size, size, 3))
@@ -81,6 +83,14 @@ def synthetic_scene(
     return image, annotations
 
 
+def synthetic_scenes(
+    count: int, size: int, seed: int, positional: bool = False
+) -> list[tuple[np.ndarray, list[tuple[str, np.ndarray]]]]:
+    """`count` scenes and their annotations, the same for the same arguments."""
+    rng = np.random.default_rng(seed)
+    return [synthetic_scene(rng, size, positional) for _ in range(count)]
+
+
 def generate_synthetic(
     root: str | Path,
     images: int = 200,
@@ -93,14 +103,12 @@ def generate_synthetic(
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
     first_test = images - int(round(images * test_fraction))
     rows = []
-    for i in range(images):
-        image, annotations = synthetic_scene(rng, size, positional)
+    for i, (image, shapes) in enumerate(synthetic_scenes(images, size, seed, positional)):
         image_name = f"images/{i:05d}.png"
         cv2.imwrite(str(root / image_name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        for j, (phrase, mask) in enumerate(annotations):
+        for j, (phrase, mask) in enumerate(shapes):
             mask_name = f"masks/{i:05d}_{j}.png"
             cv2.imwrite(str(root / mask_name), mask.astype(np.uint8) * 255)
             split = "test" if i >= first_test else "train"
