@@ -147,6 +147,8 @@ def test_several_cameras_one_model_and_only_for_listeners(ros, tiny_checkpoint, 
         "input_size": "[64, 64]",
         "prompts": "[cup]",
         "cameras": "[front, left]",
+        # Both cameras' frames in one batch through ONNX Runtime: its dynamic image count, wired to the node.
+        "backend": "onnxruntime",
     }
     node = NodeProcess(tmp_path, "clipseg_multi", params)
     probe = ros
