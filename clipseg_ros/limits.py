@@ -31,6 +31,9 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # ONNX Runtime int8: weights only, scales per call ("dynamic"), or activations too, from calibration images.
 INT8_MODES = ("dynamic", "static")
+# A TensorRT engine is built for a range of batch sizes: up to this many images per call (a camera
+# stream segments one), each with up to MAX_PROMPTS prompts.
+TENSORRT_MAX_IMAGES = 4
 
 # -- images ------------------------------------------------------------------------------------------
 # Camera frames the engine takes (sensor_msgs/Image encodings); masks of visual prompts.
