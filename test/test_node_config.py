@@ -57,6 +57,9 @@ def test_rviz_and_readme_use_the_node_topic_names():
         "prompt",
         "visual_prompt",
         "segment",
+        "segmentation",
+        "points",
+        "markers",
     }
     readme = (ROOT / "README.md").read_text()
     for name in private:

@@ -180,6 +180,53 @@ SPECS: dict[str, Spec] = {
         read_only=False,
         check=lambda v: None if v >= 0 else "must be >= 0",
     ),
+    "segmentation.probabilities": Spec(
+        "bool", False, "include the 32FC1 probability maps in ~/segmentation", read_only=False
+    ),
+    "instances.min_area": Spec(
+        "int",
+        limits.DEFAULT_MIN_AREA,
+        "smallest connected region of a prompt's mask, in pixels, that is an instance",
+        read_only=False,
+        check=_engine_check(lambda v: limits.check_count("instances.min_area", v, 1)),
+    ),
+    "depth.enabled": Spec(
+        "bool", False, "subscribe to <camera>/depth/image and depth/camera_info (aligned, REP-118) for 3D and points"
+    ),
+    "depth.sync_tolerance_s": Spec(
+        "float",
+        limits.DEFAULT_SYNC_TOLERANCE_S,
+        "colour and depth stamps closer than this are one frame",
+        check=_engine_check(
+            lambda v: limits.check_positive_number("depth.sync_tolerance_s", v, limits.MAX_SYNC_TOLERANCE_S)
+        ),
+    ),
+    "depth.min_m": Spec("float", limits.DEFAULT_DEPTH_MIN_M, "nearest valid depth (metres)", read_only=False),
+    "depth.max_m": Spec("float", limits.DEFAULT_DEPTH_MAX_M, "farthest valid depth (metres)", read_only=False),
+    "depth.min_points": Spec(
+        "int",
+        limits.DEFAULT_MIN_POINTS,
+        "fewer valid depth points in an instance: it has no 3D",
+        read_only=False,
+        check=_engine_check(lambda v: limits.check_count("depth.min_points", v, 1)),
+    ),
+    "depth.object_depth_m": Spec(
+        "float",
+        limits.DEFAULT_OBJECT_DEPTH_M,
+        "points farther than this from an instance's median depth are background",
+        read_only=False,
+        check=_engine_check(
+            lambda v: limits.check_positive_number("depth.object_depth_m", v, limits.DEPTH_MAX_LIMIT_M)
+        ),
+    ),
+    "points.stride": Spec(
+        "int",
+        limits.DEFAULT_POINT_STRIDE,
+        "~/points takes every n-th pixel per row and column",
+        read_only=False,
+        check=_engine_check(lambda v: limits.check_count("points.stride", v, 1, limits.MAX_POINT_STRIDE)),
+    ),
+    "points.prompts": Spec("str_list", [], "prompts whose pixels go into ~/points; empty: all", read_only=False),
     "overlay.enabled": Spec("bool", True, "compute ~/overlay (only while someone subscribes)", read_only=False),
     "overlay.alpha": Spec("float", 0.5, "overlay colour opacity", read_only=False, check=_in_range(0.0, 1.0)),
 }

@@ -45,12 +45,15 @@ from clipseg_ros import CheckpointError, Segmenter, VisualPrompt, limits
 from clipseg_ros.backends import BackendUnavailable
 from clipseg_ros.msg import VisualPrompt as VisualPromptMsg
 from clipseg_ros.overlay import label_colors
+from clipseg_ros.perception import Perception, PerceptionSettings
 from clipseg_ros.prompts import split_prompts
 from clipseg_ros.ros import parameters
-from clipseg_ros.ros.camera import Camera, Frame, InputSettings
+from clipseg_ros.ros.camera import Camera, Frame, InputSettings, OutputSettings, perceive_result
+from clipseg_ros.ros.depth_sync import depth_from_messages
 from clipseg_ros.ros.diagnostics import diagnostic_array
 from clipseg_ros.ros.frame_mailbox import FrameMailbox
 from clipseg_ros.ros.image_codec import ImageDecodeError, image_to_rgb, is_empty, mask_to_numpy, numpy_to_image
+from clipseg_ros.ros.messages import instance_messages
 from clipseg_ros.srv import Segment
 
 NODE_NAME = "clipseg"
@@ -79,20 +82,32 @@ class Settings:
     prompt_separator: str
     threshold: float
     max_rate_hz: float
-    overlay_enabled: bool
-    overlay_alpha: float
     max_image_pixels: int
+    outputs: OutputSettings
 
     @classmethod
     def read(cls, value) -> Settings:
+        """From the parameters (`value(name)`); ValueError when they do not fit together (depth range)."""
+        perception = PerceptionSettings(
+            min_area=value("instances.min_area"),
+            depth_min_m=value("depth.min_m"),
+            depth_max_m=value("depth.max_m"),
+            min_points=value("depth.min_points"),
+            object_depth_m=value("depth.object_depth_m"),
+            point_stride=value("points.stride"),
+            point_labels=tuple(value("points.prompts")),
+        )
         return cls(
             prompts=tuple(p.strip() for p in value("prompts")),
             prompt_separator=value("prompt_separator"),
             threshold=value("threshold"),
             max_rate_hz=value("max_rate_hz"),
-            overlay_enabled=value("overlay.enabled"),
-            overlay_alpha=value("overlay.alpha"),
             max_image_pixels=value("max_image_pixels"),
+            outputs=OutputSettings(
+                overlay_alpha=value("overlay.alpha") if value("overlay.enabled") else None,
+                perception=perception,
+                with_probabilities=value("segmentation.probabilities"),
+            ),
         )
 
 
@@ -137,7 +152,10 @@ class SegmentNode(LifecycleNode):
             errors = parameters.startup_errors(self)
             if errors:
                 raise StartupError("invalid parameters: " + "; ".join(errors), EXIT_BAD_PARAMETERS)
-            self._settings = Settings.read(self._param)
+            try:
+                self._settings = Settings.read(self._param)
+            except ValueError as exc:
+                raise StartupError(f"invalid parameters: {exc}", EXIT_BAD_PARAMETERS) from exc
             self._segmenter = self._load_segmenter()
         except StartupError as exc:
             self.failure = exc
@@ -150,6 +168,7 @@ class SegmentNode(LifecycleNode):
             compressed=self._param("image_transport") == "compressed",
             depth=self._param("qos.input_depth"),
             reliability=self._param("qos.input_reliability"),
+            depth_sync_s=self._param("depth.sync_tolerance_s") if self._param("depth.enabled") else None,
         )
         names = self._param("cameras")
         for name in names or [""]:
@@ -289,7 +308,10 @@ class SegmentNode(LifecycleNode):
             return SetParametersResult(successful=False, reason=reason)
         if not incoming or self._settings is None:
             return SetParametersResult(successful=True)
-        settings = Settings.read(lambda name: incoming[name] if name in incoming else self._param(name))
+        try:
+            settings = Settings.read(lambda name: incoming[name] if name in incoming else self._param(name))
+        except ValueError as exc:  # values valid alone but not together
+            return SetParametersResult(successful=False, reason=str(exc))
         changed = settings.prompts != self._settings.prompts or settings.threshold != self._settings.threshold
         with self._state_lock:
             self._settings = settings
@@ -382,7 +404,6 @@ class SegmentNode(LifecycleNode):
         started = time.monotonic()
         results = self._segmenter.segment_batch(images, prompt_set.prompts, settings.threshold)
         inference_s = time.monotonic() - started
-        alpha = settings.overlay_alpha if settings.overlay_enabled else None
         with self._publish_lock:
             if not self._active:
                 return
@@ -391,7 +412,7 @@ class SegmentNode(LifecycleNode):
                 return
             for frame, rgb, result in zip(frames, images, results, strict=True):
                 camera = self._cameras[frame.camera]
-                camera.publish(frame.msg.header, rgb, result, alpha)
+                camera.publish(frame.msg.header, rgb, result, settings.outputs)
                 camera.stats.frame_processed(inference_s, age_s=time.monotonic() - frame.received)
 
     # -- service ----------------------------------------------------------------------------------
@@ -409,6 +430,7 @@ class SegmentNode(LifecycleNode):
             if not self._active:
                 raise ValueError("the node is not active: activate it (lifecycle) before calling")
             settings = self._settings
+            frame = None
             if is_empty(request.image):
                 frame = self._latest_frame(request.camera)
                 header, rgb = frame.msg.header, frame.decode(settings.max_image_pixels)
@@ -425,7 +447,8 @@ class SegmentNode(LifecycleNode):
                 raise ValueError("no prompts in the request and none set on the node")
             threshold = request.threshold if request.threshold > 0 else settings.threshold
             result = self._segmenter.segment(rgb, prompts, threshold)
-        except ValueError as exc:  # bad image, prompt, visual prompt or threshold: the caller learns why
+            perception = self._perceive_request(request, frame, header, result, settings)
+        except ValueError as exc:  # bad image, prompt, visual prompt, threshold or depth: the caller learns why
             response.success = False
             response.message = str(exc)
             return response
@@ -440,8 +463,22 @@ class SegmentNode(LifecycleNode):
         response.masks = [numpy_to_image(m.astype("uint8") * 255, "mono8", header) for m in result.masks]
         response.probabilities = [numpy_to_image(p, "32FC1", header) for p in result.probabilities]
         response.scores = [float(s) for s in result.scores]
+        response.instances = instance_messages(header, perception.instances)
+        response.has_depth = perception.has_depth
         response.message = ", ".join(f"{label}: {s:.2f}" for label, s in zip(result.labels, result.scores, strict=True))
         return response
+
+    def _perceive_request(self, request, frame: Frame | None, header, result, settings: Settings) -> Perception:
+        """Instances of a service result: with the request's depth, else (for a camera frame) the depth paired
+        with that frame."""
+        camera_info = request.camera_info if request.camera_info.width else None
+        depth = None
+        if not is_empty(request.depth):
+            depth_info = request.depth_camera_info if request.depth_camera_info.width else request.camera_info
+            depth = depth_from_messages(request.depth, depth_info)
+        if frame is not None:
+            return self._cameras[frame.camera].perceive(header, result, settings.outputs.perception, depth, camera_info)
+        return perceive_result(result, settings.outputs.perception, depth, camera_info)
 
     def _latest_frame(self, name: str) -> Frame:
         """The camera's newest frame; an idle camera (nobody listening) is asked for its next one."""
@@ -548,9 +585,7 @@ def main(args: list[str] | None = None) -> int:
         node.closing = True
         least, linger, most = CLOSING_DRAIN_S
         started = time.monotonic()
-        while (now := time.monotonic()) < started + most and (
-            now < started + least or now < node.last_answer + linger
-        ):
+        while (now := time.monotonic()) < started + most and (now < started + least or now < node.last_answer + linger):
             executor.spin_once(timeout_sec=0.02)
         executor.remove_node(node)
     finally:
