@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
+from process_memory import memory_mib
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -35,13 +36,6 @@ from clipseg_ros.ros.image_codec import numpy_to_image
 CAMERAS = ("front", "left")
 MODELS = {"tiny": ClipSegConfig.tiny(), "full": ClipSegConfig()}
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Client(Node):
@@ -100,7 +94,7 @@ def run_setup(setup: str, weights: Path, seconds: float, rate: float, workdir: P
         time.sleep(1.0)
         return {
             "rate_hz": {c: client.received[c] / elapsed for c in CAMERAS},
-            "rss_mib": sum(rss_mib(n.pid) for n in nodes),
+            "rss_mib": sum(memory_mib(n.pid) for n in nodes),
         }
     finally:
         executor.shutdown()

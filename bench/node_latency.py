@@ -33,6 +33,7 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from process_memory import memory_mib
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -50,13 +51,6 @@ MODELS = {
     "tiny": ClipSegConfig.tiny(),
     "full": ClipSegConfig(),
 }
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Client(Node):
@@ -132,7 +126,7 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
             time.sleep(0.5)
         client.latencies.clear()
         client.newest_stamp = None  # the start-up masks' stamps are seconds old: not part of the run
-        rss_start = rss_mib(node.pid)
+        rss_start = memory_mib(node.pid)
         ages = []
         period = 1.0 / rate
         start = time.perf_counter()
@@ -144,13 +138,13 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
                     ages.append(time.time() - client.newest_stamp)
                 time.sleep(min(0.05, max(0.0, target - now)))
             if i == frames // 3:  # allocator and caches warmed up: from here RSS should stay flat
-                rss_third = rss_mib(node.pid)
+                rss_third = memory_mib(node.pid)
         elapsed = time.perf_counter() - start
         model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
         time.sleep(max(1.5, 3 * model_ms / 1000))  # let the last frame's mask arrive
         model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
         arrival_to_output_ms = float(client.diagnostics.get("latency_ms_mean", "0"))
-        rss_end = rss_mib(node.pid)
+        rss_end = memory_mib(node.pid)
         received = len(client.latencies)
         median_ms = 1000 * statistics.median(client.latencies)
         return {

@@ -85,21 +85,10 @@ def check_prompt_count(count: int) -> int:
     return count
 
 
-def check_precision(value: str) -> str:
-    if value not in PRECISIONS:
-        raise ValueError(f"precision {value!r} is not one of {', '.join(PRECISIONS)}")
-    return value
-
-
-def check_backend(value: str) -> str:
-    if value not in BACKENDS:
-        raise ValueError(f"backend {value!r} is not one of {', '.join(BACKENDS)}")
-    return value
-
-
-def check_int8_mode(value: str) -> str:
-    if value not in INT8_MODES:
-        raise ValueError(f"int8 mode {value!r} is not one of {', '.join(INT8_MODES)}")
+def check_choice(what: str, value: Any, options: tuple[str, ...]) -> str:
+    """`value` if it is one of `options`; what: the name in the message ("precision", "backend", ...)."""
+    if value not in options:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(options)}")
     return value
 
 

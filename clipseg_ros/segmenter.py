@@ -71,7 +71,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    limits.check_precision(precision)
+    limits.check_choice("precision", precision, limits.PRECISIONS)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 runs on CUDA only; on the CPU use bf16 or fp32")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_amx():

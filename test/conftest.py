@@ -39,3 +39,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny random CLIPSeg saved in the Hugging Face layout: what the node's `weights` parameter takes."""
     torch.manual_seed(0)
     return save_hf(ClipSeg(make_tiny_config()).eval(), tmp_path_factory.mktemp("tiny_checkpoint"))
+
+
+@pytest.fixture(scope="module")
+def probe():
+    """The test's own ROS node (rclpy initialised for the module), spun in the background."""
+    import rclpy
+    from ros_helpers import Probe
+
+    rclpy.init()
+    probe = Probe()
+    yield probe
+    probe.close()
+    rclpy.shutdown()

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-import rclpy
-from ros_helpers import RELIABLE, Probe
+from ros_helpers import RELIABLE
 from sensor_msgs.msg import Image
 
 from clipseg_ros.ros.image_codec import image_to_numpy
@@ -71,15 +69,6 @@ def start_publisher(profile: Path | None) -> tuple[subprocess.Popen, int]:
             return process, int(line)
         output.append(line)
     raise AssertionError(f"publisher exited with {process.wait()}:\n{''.join(output)}")
-
-
-@pytest.fixture(scope="module")
-def probe():
-    rclpy.init()
-    probe = Probe()
-    yield probe
-    probe.close()
-    rclpy.shutdown()
 
 
 def test_profile_is_installed_with_the_package():

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
@@ -21,15 +20,6 @@ from clipseg_ros.checkpoints import save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.model.config import TextConfig, VisionConfig
 from clipseg_ros.srv import Segment
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    probe = Probe()
-    yield probe
-    probe.close()
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +57,10 @@ def _wait_for_lifecycle(probe: Probe, node: NodeProcess) -> Lifecycle:
     return Lifecycle(probe, node.name)
 
 
-def test_transitions_release_memory_and_gate_output(ros, medium_checkpoint, tmp_path):
+def test_transitions_release_memory_and_gate_output(probe, medium_checkpoint, tmp_path):
     checkpoint, weights_mib = medium_checkpoint
     params = {"weights": str(checkpoint), "device": "cpu", "input_size": "[64, 64]", "prompts": "[cup]"}
     node = NodeProcess(tmp_path, "clipseg_managed", {**params, "autostart": "false"})
-    probe = ros
     try:
         lifecycle = _wait_for_lifecycle(probe, node)
         assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
@@ -140,7 +129,7 @@ def _send(publisher, inbox, seconds: int, timeout: float = 20.0):
     return None
 
 
-def test_several_cameras_one_model_and_only_for_listeners(ros, tiny_checkpoint, tmp_path):
+def test_several_cameras_one_model_and_only_for_listeners(probe, tiny_checkpoint, tmp_path):
     params = {
         "weights": str(tiny_checkpoint),
         "device": "cpu",
@@ -151,7 +140,6 @@ def test_several_cameras_one_model_and_only_for_listeners(ros, tiny_checkpoint, 
         "backend": "onnxruntime",
     }
     node = NodeProcess(tmp_path, "clipseg_multi", params)
-    probe = ros
     try:
         client = wait_for_service(probe, node, Segment, "/clipseg_multi/segment")
         # One node in the graph: the service lives on the segment node itself.

@@ -81,15 +81,6 @@ def _values(status) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def probe():
-    rclpy.init()
-    probe = Probe()
-    yield probe
-    probe.close()
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
 def hard(probe, tiny_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
     # input 384: about 0.1 s a frame, so frames are in flight when prompts change or signals come.

@@ -32,9 +32,9 @@ def make_image_path(
     (see export.runtime_cache_dir). `int8` ("dynamic") asks onnxruntime for the quantised graph; a
     static int8 file comes from clipseg-export with calibration images, passed as `onnx_file`.
     """
-    limits.check_backend(backend)
+    limits.check_choice("backend", backend, limits.BACKENDS)
     if int8 is not None:
-        limits.check_int8_mode(int8)
+        limits.check_choice("int8 mode", int8, limits.INT8_MODES)
         if backend != "onnxruntime":
             raise ValueError(f"int8 runs on the onnxruntime backend only, not {backend}")
         if onnx_file is not None:

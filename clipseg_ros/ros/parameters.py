@@ -113,7 +113,7 @@ SPECS: dict[str, Spec] = {
         "torch",
         f"runtime of the image path: {', '.join(limits.BACKENDS)} (onnxruntime and tensorrt need their packages; "
         "never a silent fallback)",
-        check=_engine_check(limits.check_backend),
+        check=_choice(limits.BACKENDS),
     ),
     "input_size": Spec(
         "int_list",
