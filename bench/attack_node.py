@@ -66,7 +66,7 @@ class Row:
     before: str
     after: str
     target: str
-    met: bool | None  # None: a figure with no pass/fail
+    met: bool
 
 
 @dataclass
@@ -546,8 +546,7 @@ def print_table(rows: list[Row]) -> None:
     print("\n" + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  met")
     for r in rows:
         cells = (r.attack, r.before, r.after, r.target)
-        met = "-" if r.met is None else ("yes" if r.met else "NO")
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + f"  {met}")
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + ("  yes" if r.met else "  NO"))
 
 
 def main() -> None:
@@ -592,7 +591,7 @@ def main() -> None:
                     all(checks) and codes == (0, 0)))
     rows += shutdown_rounds(args.shutdown_rounds)
     print_table(rows)
-    print(f"{sum(bool(r.met) for r in rows)} of {len(rows)} targets met; load average {os.getloadavg()}")
+    print(f"{sum(r.met for r in rows)} of {len(rows)} targets met; load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":
