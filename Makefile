@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 BUILD_DIR   ?= build/venv
 REQS        := requirements/runtime.txt requirements/onnx.txt requirements/ros.txt requirements/test.txt
 ROS_ENV     := AMENT_PREFIX_PATH=$(abspath $(VENV)) CMAKE_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
-DEMO_ARGS   ?= --fallback-random-weights
+DEMO_ARGS   ?= --fallback-synthetic
 
 .PHONY: setup deps interfaces test lint demo bench clean
 

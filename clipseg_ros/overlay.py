@@ -1,4 +1,9 @@
-"""A colour overlay of a label image on the camera image, for people (rviz, PNG files)."""
+"""A colour overlay of a label image on the camera image, for people (rviz, PNG files).
+
+Each label's pixels are tinted and outlined in its colour; a legend (a swatch and the prompt per label, on a
+dark backdrop) sits in the corner that covers the fewest labelled pixels. Text, swatches and lines scale with
+the image's size, so the legend reads the same on a 96-pixel thumbnail and a 4K frame.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,19 @@ PALETTE = np.array(
     ],
     dtype=np.uint8,
 )
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+BACKDROP = (24, 24, 24)
+BACKDROP_ALPHA = 0.75  # what lies under the legend still shows through a little
 
 
 def label_colors(count: int) -> np.ndarray:
     """RGB colour of labels 1..count, shape (count, 3)."""
     return PALETTE[np.arange(count) % len(PALETTE)]
+
+
+def text_scale(image: np.ndarray) -> float:
+    """Font scale for text on `image`: about 1/30 of its shorter side per line, never unreadably small."""
+    return max(0.35, min(image.shape[:2]) / 700)
 
 
 def render_overlay(
@@ -32,23 +45,104 @@ def render_overlay(
     labels: list[str],
     alpha: float = 0.5,
 ) -> np.ndarray:
-    """RGB image with each label's pixels tinted in its colour, and a legend.
+    """RGB image with each label's pixels tinted and outlined in its colour, and a legend.
 
     `label_image` holds 0 for background and k for labels[k - 1].
     """
     if image.shape[:2] != label_image.shape:
         raise ValueError(f"label image {label_image.shape} does not match image {image.shape[:2]}")
+    colors = label_colors(len(labels))
     lut = np.zeros((256, 3), np.uint8)
-    lut[1 : len(labels) + 1] = label_colors(len(labels))
+    lut[1 : len(labels) + 1] = colors
     tint = lut[label_image]
     hit = (label_image > 0)[..., None]
     blended = image.astype(np.float32) * (1 - alpha) + tint.astype(np.float32) * alpha
-    out = np.where(hit, blended, image.astype(np.float32)).astype(np.uint8)
-    scale = max(0.4, min(out.shape[:2]) / 600)
-    thickness = max(1, round(scale * 2))
-    line = round(22 * scale)
-    for k, (label, color) in enumerate(zip(labels, label_colors(len(labels)), strict=True)):
-        y = line * (k + 1)
-        cv2.putText(out, label, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.putText(out, label, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color.tolist(), thickness, cv2.LINE_AA)
+    out = np.ascontiguousarray(np.where(hit, blended, image.astype(np.float32)).astype(np.uint8))
+    line = max(1, round(text_scale(out) * 2))
+    present = [k for k in np.unique(label_image) if 0 < k <= len(labels)]
+    for k in present:
+        region = (label_image == k).astype(np.uint8)
+        contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colors[k - 1].tolist(), line, cv2.LINE_AA)
+    if labels:
+        draw_legend(out, labels, colors, label_image > 0)
+    for k in present:  # over the legend too: a tag names what is under it, wherever that is
+        tag_region(out, label_image == k, labels[k - 1], colors[k - 1])
     return out
+
+
+def tag_region(out: np.ndarray, region: np.ndarray, label: str, color: np.ndarray) -> None:
+    """The label written on the largest blob of `region`, on a small backdrop edged in its colour: which prompt
+    a mask answers is read off the mask itself (the legend's colours can clash with the objects' own)."""
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return
+    blob = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[blob, cv2.CC_STAT_AREA] < region.size * 0.002:  # specks get no tag: it would hide them
+        return
+    scale = text_scale(out) * 0.85
+    thickness = max(1, round(scale * 2))
+    (text_w, text_h), baseline = cv2.getTextSize(label, FONT, scale, thickness)
+    pad = max(2, round(4 * scale))
+    height, width = out.shape[:2]
+    cx, cy = centroids[blob]
+    x0 = int(np.clip(cx - text_w / 2 - pad, 0, max(0, width - text_w - 2 * pad)))
+    y0 = int(np.clip(cy - (text_h + baseline) / 2 - pad, 0, max(0, height - text_h - baseline - 2 * pad)))
+    x1, y1 = x0 + text_w + 2 * pad, y0 + text_h + baseline + 2 * pad
+    box = out[y0:y1, x0:x1]
+    box[:] = (box * (1 - BACKDROP_ALPHA) + np.asarray(BACKDROP) * BACKDROP_ALPHA).astype(np.uint8)
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color.tolist(), max(1, thickness - 1))
+    cv2.putText(out, label, (x0 + pad, y0 + pad + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def draw_legend(out: np.ndarray, labels: list[str], colors: np.ndarray, occupied: np.ndarray) -> None:
+    """A swatch and a name per label on a backdrop, in the corner of `out` where `occupied` is least true."""
+    scale = text_scale(out)
+    thickness = max(1, round(scale * 2))
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thickness)
+    row = text_h + baseline + max(2, round(6 * scale))
+    pad = max(3, round(6 * scale))
+    swatch = text_h + baseline
+    widths = [cv2.getTextSize(label, FONT, scale, thickness)[0][0] for label in labels]
+    height, width = out.shape[:2]
+    box_w = min(width, pad * 3 + swatch + max(widths))
+    box_h = min(height, pad * 2 + row * len(labels))
+    corners = [(0, 0), (width - box_w, 0), (0, height - box_h), (width - box_w, height - box_h)]
+    x0, y0 = min(corners, key=lambda c: int(occupied[c[1] : c[1] + box_h, c[0] : c[0] + box_w].sum()))
+    region = out[y0 : y0 + box_h, x0 : x0 + box_w]
+    region[:] = (region * (1 - BACKDROP_ALPHA) + np.asarray(BACKDROP) * BACKDROP_ALPHA).astype(np.uint8)
+    for k, (label, color) in enumerate(zip(labels, colors, strict=True)):
+        top = y0 + pad + k * row
+        cv2.rectangle(out, (x0 + pad, top), (x0 + pad + swatch, top + swatch), color.tolist(), -1)
+        cv2.rectangle(out, (x0 + pad, top), (x0 + pad + swatch, top + swatch), (255, 255, 255), 1)
+        org = (x0 + 2 * pad + swatch, top + text_h)
+        cv2.putText(out, label, org, FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def with_caption(rgb: np.ndarray, lines: list[str], color: tuple[int, int, int]) -> np.ndarray:
+    """A band of `color` across the bottom with `lines` in white, wrapped to the image's width (the legend
+    sits in a corner, the band below everything): for notes a picture must carry wherever it travels."""
+    scale = text_scale(rgb) * 0.9
+    thickness = max(1, round(scale * 2))
+    pad = max(3, round(6 * scale))
+    wrapped = [part for line in lines for part in _wrap(line, rgb.shape[1] - 2 * pad, scale, thickness)]
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thickness)
+    row = text_h + baseline + pad // 2
+    band = pad * 2 + row * len(wrapped)
+    out = np.concatenate([rgb, np.empty((band, rgb.shape[1], 3), np.uint8)], axis=0)
+    out[rgb.shape[0] :] = color
+    for k, text in enumerate(wrapped):
+        org = (pad, rgb.shape[0] + pad + k * row + text_h)
+        cv2.putText(out, text, org, FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+def _wrap(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(candidate, FONT, scale, thickness)[0][0] <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines

@@ -1,10 +1,15 @@
-"""`make demo`: the whole ROS graph on sample photos, with the results written as overlay PNGs.
+"""`make demo`: the whole ROS graph on a sample camera, with the results written as overlay PNGs.
 
-Starts the segment node and the sample camera (scikit-image photos) as their own processes, sends prompts
-over the `/clipseg/prompt` topic and the `/clipseg/segment` service, and writes what comes back to
-`out/demo/`. Weights: `--weights` (a hub id, downloaded once, or a local path). `--random-weights` is a
-smoke run of the graph with an untrained tiny model; `--fallback-random-weights` (what `make demo` passes)
-switches to it, loudly, only when the weights cannot be had, e.g. offline.
+Starts the segment node and a sample camera as their own processes, sends prompts over the `/clipseg/prompt`
+topic, a visual prompt and calls to the `/clipseg/segment` service, and writes what comes back to `out/demo/`.
+
+The model:
+- `--weights` (default: the released CIDAS/clipseg-rd64-refined, downloaded once; or a local path): the camera
+  shows scikit-image's photos;
+- `--synthetic`: a small CLIPSeg trained here on synthetic shapes (about a minute on two cores, once: it is
+  cached under `out/`); the camera shows new scenes of shapes, and the node's masks are scored against them.
+  `--fallback-synthetic` (what `make demo` passes) switches to it only when the weights cannot be had (offline);
+- `--random-weights`: a smoke run of the graph with an untrained tiny model, for tests.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -26,16 +33,24 @@ import torch
 
 from clipseg_ros.checkpoints import DEFAULT_WEIGHTS, save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
-from clipseg_ros.overlay import render_overlay
+from clipseg_ros.msg import VisualPrompt
+from clipseg_ros.overlay import render_overlay, text_scale, with_caption
 from clipseg_ros.ros.demo_client import DemoClient
-from clipseg_ros.ros.image_codec import image_to_numpy
+from clipseg_ros.ros.image_codec import image_to_numpy, numpy_to_image
 from clipseg_ros.ros.sample_publisher import SAMPLES, sample_image
 from clipseg_ros.ros.segment_node import EXIT_WEIGHTS_UNAVAILABLE
+from clipseg_ros.train.metrics import SegmentationMetrics
+from clipseg_ros.train.shapes_model import DESCRIPTION, ShapesModel, ShapesRecipe, shapes_model
+from clipseg_ros.train.synthetic import COLOURS, SHAPES, synthetic_scenes
 
 RANDOM_BANNER = "RANDOM WEIGHTS: these masks mean nothing"
+CAPTION_RANDOM = (200, 0, 0)
+CAPTION_SYNTHETIC = (20, 60, 130)
 TOPIC_PROMPTS = "a cup of coffee; a cat; a person"
 SERVICE_PROMPTS = ["a rocket", "a flag", "a face"]
 LOAD_TIMEOUT_S = 600.0  # first run with hub weights downloads about 600 MB
+# The camera's shape scenes: seeds other than the training scenes' (ShapesRecipe.seed), so never seen in training.
+CAMERA_SCENES, CAMERA_SEED, SUPPORT_SEED, SCENE_SIZE = 4, 1, 2, 384
 
 
 def write_random_weights(directory: str | os.PathLike, seed: int = 0) -> Path:
@@ -49,14 +64,26 @@ def shout(lines: list[str]) -> None:
     print("\n".join([bar, *(f"!!  {line}" for line in lines), bar]), file=sys.stderr, flush=True)
 
 
+def say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clipseg_ros.ros.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="hub id or local path (default: %(default)s)")
-    parser.add_argument("--random-weights", action="store_true", help="smoke run: untrained tiny model")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--synthetic", action="store_true", help="a small model trained here on synthetic shapes")
+    model.add_argument("--random-weights", action="store_true", help="smoke run: untrained tiny model")
     parser.add_argument(
-        "--fallback-random-weights",
+        "--fallback-synthetic",
         action="store_true",
-        help="when the weights cannot be loaded, say so and continue as with --random-weights",
+        help="when the weights cannot be loaded, say so and continue as with --synthetic",
+    )
+    parser.add_argument(
+        "--train-steps", type=int, default=ShapesRecipe.steps, help="training steps of --synthetic (%(default)s)"
+    )
+    parser.add_argument(
+        "--cache", default="out/shapes_model", type=Path, help="where --synthetic's model is kept (%(default)s)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda:N (default: %(default)s)")
     parser.add_argument("--out", default="out/demo", type=Path, help="where the PNGs go (default: %(default)s)")
@@ -68,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     # As the launch file does: shared memory large enough for the camera frames and probability maps.
     profile = share_directory() / "config" / "fastdds_large_frames.xml"
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    print(
-        f"demo graph on ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
+    say(
+        f"graph on ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
         f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']} "
-        f"FASTDDS_DEFAULT_PROFILES_FILE={os.environ['FASTDDS_DEFAULT_PROFILES_FILE']}",
-        flush=True,
+        f"FASTDDS_DEFAULT_PROFILES_FILE={os.environ['FASTDDS_DEFAULT_PROFILES_FILE']}"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="clipseg_demo_") as tmp:
@@ -84,60 +110,70 @@ class DemoRun:
         self.args = args
         self.tmp = tmp
         self.random = args.random_weights
+        self.shapes: ShapesModel | None = None
         self.processes: list[subprocess.Popen] = []
 
     def run(self) -> int:
-        weights = self._random_weights() if self.random else self.args.weights
+        if self.args.synthetic:  # before any ROS thread: training has the process to itself
+            self.shapes = self._shapes_model()
         rclpy.init()
         try:
             client = DemoClient()
             spinner = threading.Thread(target=rclpy.spin, args=(client,), daemon=True)
             spinner.start()
-            code = self._start_node(weights, client)
-            if code == EXIT_WEIGHTS_UNAVAILABLE and self.args.fallback_random_weights and not self.random:
-                shout([f"weights {weights!r} could not be loaded (reason above).", "Continuing as --random-weights."])
-                self.random = True
-                code = self._start_node(self._random_weights(), client)
+            code = self._start_node(client)
+            if code == EXIT_WEIGHTS_UNAVAILABLE and self.args.fallback_synthetic and not self.shapes:
+                shout([f"weights {self.args.weights!r} could not be loaded (reason above).",
+                       "Continuing with a small model trained here on synthetic shapes (--synthetic)."])
+                self.shapes = self._shapes_model()
+                code = self._start_node(client)
             if code == EXIT_WEIGHTS_UNAVAILABLE:
                 print(
                     "demo: no weights. Pass a local checkpoint with --weights PATH "
-                    "(make demo DEMO_ARGS='--weights PATH'), or run the graph untrained with --random-weights.",
+                    "(make demo DEMO_ARGS='--weights PATH'), train a small model on synthetic shapes with "
+                    "--synthetic, or run the graph untrained with --random-weights.",
                     file=sys.stderr,
                 )
                 return code
             if code is not None:
                 print(f"demo: the segment node exited with code {code}", file=sys.stderr)
                 return code
-            self._spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0"])
-            topic, service = self._topic_phase(client), self._service_phase(client)
-            self._summary(client, topic + service)
-            if len(topic) < len(SAMPLES) or len(service) < 2:
-                print(
-                    f"demo: FAILED, some outputs never came: {len(topic)}/{len(SAMPLES)} topic overlays, "
-                    f"{len(service)}/2 service results (see the log above)",
-                    file=sys.stderr,
-                )
-                return 1
-            return 0
+            tour = ShapesTour(self, client) if self.shapes else PhotoTour(self, client)
+            return tour.run()
         finally:
             self._stop_processes()
             rclpy.try_shutdown()
 
-    def _random_weights(self) -> str:
-        shout([RANDOM_BANNER, "Smoke run of the whole graph with an untrained tiny model."])
-        return str(write_random_weights(self.tmp / "random_weights"))
+    def _shapes_model(self) -> ShapesModel:
+        recipe = replace(ShapesRecipe(), steps=self.args.train_steps)
+        say(f"model: {DESCRIPTION}")
+        say(f"(cached in {self.args.cache}; trained on the first run: {recipe.steps} steps, about a minute on 2 cores)")
+        start = time.monotonic()
+        model = shapes_model(self.args.cache, recipe, device=self.args.device)
+        took = f"trained in {time.monotonic() - start:.0f} s" if model.trained_now else "loaded from the cache"
+        say(f"{model.directory}: {took}")
+        say(model.summary())
+        return model
 
-    def _spawn(self, module: str, ros_args: list[str]) -> subprocess.Popen:
+    def spawn(self, module: str, ros_args: list[str]) -> subprocess.Popen:
         # -P: never import a source checkout in the working directory over the installed package (with msg/srv).
         process = subprocess.Popen([sys.executable, "-P", "-m", f"clipseg_ros.ros.{module}", *ros_args])
         self.processes.append(process)
         return process
 
-    def _start_node(self, weights: str, client) -> int | None:
+    def _start_node(self, client: DemoClient) -> int | None:
         """None once the node serves, else its exit code."""
+        if self.random:
+            shout([RANDOM_BANNER, "Smoke run of the whole graph with an untrained tiny model."])
+            weights = str(write_random_weights(self.tmp / "random_weights"))
+        else:
+            weights = str(self.shapes.directory) if self.shapes else self.args.weights
         params = share_directory() / "config" / "segment.yaml"
         overrides = ["-p", f"weights:={weights}", "-p", f"device:={self.args.device}"]
-        node = self._spawn("segment_node", ["--ros-args", "--params-file", str(params), *overrides])
+        if self.shapes:  # the size it was trained at (a shape covers as many patches), the threshold it was scored at
+            side = self.shapes.input_size
+            overrides += ["-p", f"input_size:=[{side}, {side}]", "-p", f"threshold:={self.shapes.threshold}"]
+        node = self.spawn("segment_node", ["--ros-args", "--params-file", str(params), *overrides])
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while time.monotonic() < deadline:
             if node.poll() is not None:
@@ -147,47 +183,24 @@ class DemoRun:
                 return None
         raise TimeoutError(f"the segment node did not come up within {LOAD_TIMEOUT_S:.0f} s")
 
-    def _topic_phase(self, client) -> list[Path]:
-        sizes = {sample_image(name).shape[:2]: name for name in SAMPLES}
-        labels = client.send_prompt(TOPIC_PROMPTS)
-        print(f"demo: prompts over /clipseg/prompt -> label_info {labels}", flush=True)
-        overlays = client.collect_overlays(lambda msg: sizes.get((msg.height, msg.width)), len(sizes), timeout=120.0)
-        written = []
-        for name, image in overlays.items():
-            written.append(self._write(f"topic_{name}.png", image))
-        return written
-
-    def _service_phase(self, client) -> list[Path]:
-        written = []
-        image = sample_image("astronaut")
-        response = client.call_segment(image, SERVICE_PROMPTS)
-        print(f"demo: /clipseg/segment on astronaut: {response.message}", flush=True)
-        if response.success:
-            labels = label_image(response)
-            written.append(self._write("service_astronaut.png", render_overlay(image, labels, list(response.labels))))
-        client.wait_for_frames(2)
-        response = client.call_segment(None, ["a cat"])  # no image: the node's latest camera frame
-        print(f"demo: /clipseg/segment on the latest frame: {response.message}", flush=True)
-        frame = client.frame_at(response.header.stamp) if response.success else None
-        if frame is not None:
-            labels = label_image(response)
-            overlay = render_overlay(frame, labels, list(response.labels))
-            written.append(self._write("service_latest_frame.png", overlay))
-        return written
-
-    def _write(self, name: str, rgb: np.ndarray) -> Path:
-        if self.random:  # on the picture itself: a PNG travels without its log
-            rgb = with_warning(rgb, RANDOM_BANNER)
+    def write(self, name: str, rgb: np.ndarray) -> Path:
+        # On the picture itself: a PNG travels without its log.
+        if self.random:
+            rgb = with_caption(rgb, [RANDOM_BANNER], CAPTION_RANDOM)
+        elif self.shapes:
+            rgb = with_caption(rgb, [DESCRIPTION], CAPTION_SYNTHETIC)
         path = self.args.out / name
         cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         return path
 
-    def _summary(self, client, written: list[Path]) -> None:
-        print("demo: wrote " + ", ".join(str(p) for p in written), flush=True)
+    def summary(self, client: DemoClient, written: list[Path]) -> None:
+        say("wrote " + ", ".join(str(p) for p in written))
         if client.diagnostics:
-            print("demo: node diagnostics " + json.dumps(client.diagnostics), flush=True)
+            say("node diagnostics " + json.dumps(client.diagnostics))
         if self.random:
             shout([RANDOM_BANNER, "The graph ran end to end; for real masks pass --weights."])
+        if self.shapes:
+            say(f"model: {DESCRIPTION}")
 
     def _stop_processes(self) -> None:
         for process in self.processes:
@@ -199,6 +212,172 @@ class DemoRun:
                 process.kill()
 
 
+class PhotoTour:
+    """scikit-image's photos: prompts over the topic, then the service on a photo and on the latest frame."""
+
+    def __init__(self, demo: DemoRun, client: DemoClient) -> None:
+        self.demo, self.client = demo, client
+
+    def run(self) -> int:
+        self.demo.spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0"])
+        topic, service = self._topic_phase(), self._service_phase()
+        self.demo.summary(self.client, topic + service)
+        if len(topic) < len(SAMPLES) or len(service) < 2:
+            print(
+                f"demo: FAILED, some outputs never came: {len(topic)}/{len(SAMPLES)} topic overlays, "
+                f"{len(service)}/2 service results (see the log above)",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+
+    def _topic_phase(self) -> list[Path]:
+        sizes = {sample_image(name).shape[:2]: name for name in SAMPLES}
+        labels = self.client.send_prompt(TOPIC_PROMPTS)
+        say(f"prompts over /clipseg/prompt -> label_info {labels}")
+        overlays = self.client.collect_overlays(lambda msg, _: sizes.get((msg.height, msg.width)), len(sizes), 120.0)
+        return [self.demo.write(f"topic_{name}.png", image) for name, image in overlays.items()]
+
+    def _service_phase(self) -> list[Path]:
+        written = []
+        image = sample_image("astronaut")
+        response = self.client.call_segment(image, SERVICE_PROMPTS)
+        say(f"/clipseg/segment on astronaut: {response.message}")
+        if response.success:
+            overlay = render_overlay(image, label_image(response), list(response.labels))
+            written.append(self.demo.write("service_astronaut.png", overlay))
+        self.client.wait_for_frames(2)
+        response = self.client.call_segment(None, ["a cat"])  # no image: the node's latest camera frame
+        say(f"/clipseg/segment on the latest frame: {response.message}")
+        frame = self.client.frame_at(response.header.stamp) if response.success else None
+        if frame is not None:
+            overlay = render_overlay(frame, label_image(response), list(response.labels))
+            written.append(self.demo.write("service_latest_frame.png", overlay))
+        return written
+
+
+class ShapesTour:
+    """New scenes of shapes: per scene its prompts over the topic, a visual prompt cut out of another scene
+    through the service, and the node's masks scored against the scenes' own shapes.
+
+    A scene's prompts are what it holds and one shape in a colour it lacks, which must come out empty. The
+    model tells colours apart far better than shapes (its scenes, as these, hold one shape per colour), so
+    a prompt naming another shape of a colour in the scene would mark that shape too; none is asked here.
+    """
+
+    def __init__(self, demo: DemoRun, client: DemoClient) -> None:
+        self.demo, self.client = demo, client
+        self.shapes = demo.shapes
+        self.scenes = synthetic_scenes(CAMERA_SCENES, SCENE_SIZE, CAMERA_SEED)
+
+    def run(self) -> int:
+        self.demo.spawn("sample_publisher", [
+            "--ros-args", "-p", "rate_hz:=2.0", "-p", f"synthetic_scenes:={CAMERA_SCENES}",
+            "-p", f"synthetic_seed:={CAMERA_SEED}", "-p", f"synthetic_size:={SCENE_SIZE}",
+        ])  # fmt: skip
+        written = self._topic_phase()
+        written += self._visual_prompt_phase()
+        scores = self._score_node()
+        curves = self.demo.args.out / "eval_curves.png"
+        shutil.copyfile(self.shapes.curves, curves)
+        written.append(curves)
+        summary = {
+            "model": DESCRIPTION,
+            "weights": str(self.shapes.directory),
+            "held_out": {"text": self.shapes.report["metrics"], "visual": self.shapes.report["one_shot"]},
+            "node_on_unseen_scenes": scores,
+        }
+        (self.demo.args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        say(self.shapes.summary())
+        say(
+            f"the node's masks on {scores['scenes']} unseen camera scenes (each scene's shapes and one absent): "
+            f"IoU_FG {scores['IoU_FG']:.2f} mIoU {scores['mIoU']:.2f} at threshold {scores['threshold']}"
+        )
+        self.demo.summary(self.client, written)
+        expected = CAMERA_SCENES + 2
+        if len(written) < expected:
+            print(f"demo: FAILED, some outputs never came: wrote {len(written)} of {expected} files "
+                  "(see the log above)", file=sys.stderr)
+            return 1
+        return 0
+
+    def prompts(self, scene: int) -> list[str]:
+        shapes = self.scenes[scene][1]
+        colours = {phrase.split()[0] for phrase, _ in shapes}
+        absent = next(colour for colour in COLOURS if colour not in colours)
+        return [*(phrase for phrase, _ in shapes), f"{absent} {SHAPES[scene % len(SHAPES)]}"]
+
+    def _topic_phase(self) -> list[Path]:
+        written = []
+        for k, (image, _) in enumerate(self.scenes):
+            labels = self.client.send_prompt("; ".join(self.prompts(k)))
+            say(f"scene {k + 1}: prompts over /clipseg/prompt -> label_info {labels}")
+            overlays = self.client.collect_overlays(showing(image), 1, 60.0)
+            written += [self.demo.write(f"topic_scene{k + 1}.png", overlay) for overlay in overlays.values()]
+        return written
+
+    def _visual_prompt_phase(self) -> list[Path]:
+        """A shape cut out of a scene the camera never shows, as the visual prompt on a scene that has one."""
+        support, support_shapes = synthetic_scenes(1, SCENE_SIZE, SUPPORT_SEED)[0]
+        scene_with: dict[str, int] = {}
+        for k, (_, shapes) in enumerate(self.scenes):
+            for phrase, _ in shapes:
+                scene_with.setdefault(phrase, k)
+        phrase, mask = next(((p, m) for p, m in support_shapes if p in scene_with), support_shapes[0])
+        target = self.scenes[scene_with.get(phrase, 0)][0]
+        prompt = VisualPrompt(
+            image=numpy_to_image(support, "rgb8"),
+            mask=numpy_to_image(mask.astype(np.uint8) * 255, "mono8"),
+            label=f"shown: {phrase}",
+        )
+        response = self.client.call_segment(target, [], [prompt])
+        say(f"/clipseg/segment with a visual prompt ({phrase} cut out of another scene): {response.message}")
+        if not response.success:
+            return []
+        overlay = render_overlay(target, label_image(response), list(response.labels))
+        return [self.demo.write("service_visual_prompt.png", side_by_side(cut_out(support, mask), overlay))]
+
+    def _score_node(self) -> dict:
+        """The node's masks for each scene's prompts against the scene's own shapes (none for the absent one)."""
+        metrics = SegmentationMetrics()
+        for k, (image, shapes) in enumerate(self.scenes):
+            truth = dict(shapes)
+            response = self.client.call_segment(image, self.prompts(k))
+            if not response.success:
+                raise RuntimeError(f"/clipseg/segment failed on a camera scene: {response.message}")
+            for phrase, mask in zip(response.labels, response.masks, strict=True):
+                target = truth.get(phrase, np.zeros(image.shape[:2], bool))
+                metrics.add(image_to_numpy(mask) / 255.0, target, f"{k} {phrase}")
+        headline = metrics.at(0.5)  # masks are 0 or 1: any threshold in (0, 1) takes them as they are
+        return {"scenes": len(self.scenes), "threshold": self.shapes.threshold,
+                "IoU_FG": headline["IoU_FG"], "mIoU": headline["mIoU"]}
+
+
+def showing(image: np.ndarray):
+    """A `collect_overlays` key that takes the overlays of frames showing `image`."""
+    return lambda _, frame: "it" if frame is not None and np.array_equal(frame, image) else None
+
+
+def cut_out(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The support as a person reads it: the shape in its colours, the rest of the scene dimmed."""
+    dimmed = (rgb * 0.25).astype(np.uint8)
+    return np.where(mask[..., None] > 0, rgb, dimmed)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two images of one height with a title over each: what was shown, what the node found."""
+    scale = text_scale(left)
+    band = round(34 * scale)
+    panels = []
+    for image, title in ((left, "visual prompt (from another scene)"), (right, "what the node found")):
+        top = np.full((band, image.shape[1], 3), 24, np.uint8)
+        cv2.putText(top, title, (6, band - round(10 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    max(1, round(scale * 2)), cv2.LINE_AA)
+        panels.append(np.concatenate([top, image], axis=0))
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
+
+
 def share_directory() -> Path:
     """share/clipseg_ros: from the ament index in a sourced ROS workspace, else the venv prefix (make setup)."""
     if os.environ.get("AMENT_PREFIX_PATH"):
@@ -206,17 +385,6 @@ def share_directory() -> Path:
 
         return Path(get_package_share_directory("clipseg_ros"))
     return Path(sys.prefix) / "share" / "clipseg_ros"
-
-
-def with_warning(rgb: np.ndarray, text: str) -> np.ndarray:
-    """A red band with `text` across the bottom (the top holds the overlay's legend)."""
-    out = rgb.copy()
-    scale = max(0.4, min(out.shape[:2]) / 700)
-    band = int(32 * scale) + 8
-    cv2.rectangle(out, (0, out.shape[0] - band), (out.shape[1], out.shape[0]), (200, 0, 0), -1)
-    org = (8, out.shape[0] - band // 3)
-    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
-    return out
 
 
 def label_image(response) -> np.ndarray:

@@ -18,6 +18,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from clipseg_ros.msg import VisualPrompt
 from clipseg_ros.prompts import split_prompts
 from clipseg_ros.ros.image_codec import image_to_rgb, numpy_to_image
 from clipseg_ros.srv import Segment
@@ -77,21 +78,36 @@ class DemoClient(Node):
                 raise TimeoutError(f"label_info never showed {expected} (last: {self._labels})")
             return list(self._labels)
 
-    def collect_overlays(self, key: Callable[[Image], str | None], count: int, timeout: float) -> dict[str, np.ndarray]:
-        """Overlays of the current prompts, one per distinct key, until `count` keys or the timeout."""
+    def collect_overlays(
+        self, key: Callable[[Image, np.ndarray | None], str | None], count: int, timeout: float
+    ) -> dict[str, np.ndarray]:
+        """Overlays of the current prompts, one per distinct key, until `count` keys or the timeout.
+
+        `key` gets the overlay and the camera frame it was made from (None while that frame has not come
+        here yet: such an overlay is kept for the next try)."""
         found: dict[str, np.ndarray] = {}
         deadline = time.monotonic() + timeout
         with self._changed:
             while len(found) < count and self._changed.wait(max(0.0, deadline - time.monotonic())):
+                waiting = []
                 for msg in self._overlays:
-                    name = key(msg)
+                    frame = self._frames.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+                    name = key(msg, frame)
                     if name is not None and name not in found:
                         found[name] = image_to_rgb(msg).copy()
-                self._overlays.clear()
+                    elif frame is None:
+                        waiting.append(msg)
+                self._overlays[:] = waiting[-10:]
         return found
 
-    def call_segment(self, rgb: np.ndarray | None, prompts: list[str], timeout: float = 120.0) -> Segment.Response:
-        request = Segment.Request(prompts=prompts)
+    def call_segment(
+        self,
+        rgb: np.ndarray | None,
+        prompts: list[str],
+        visual_prompts: list[VisualPrompt] = (),
+        timeout: float = 120.0,
+    ) -> Segment.Response:
+        request = Segment.Request(prompts=prompts, visual_prompts=list(visual_prompts))
         if rgb is not None:
             request.image = numpy_to_image(rgb, "rgb8")
             request.image.header.frame_id = "demo"

@@ -1,7 +1,9 @@
-"""A stand-in camera: scikit-image's bundled sample photos on `image` + `camera_info`, for demos and rviz.
+"""A stand-in camera: scikit-image's bundled sample photos, or synthetic scenes, on `image` + `camera_info`.
 
-The photos ship inside scikit-image (no download). Each frame gets a fresh stamp and a pinhole
-camera_info (focal length = image width, centred principal point) with the same header.
+The photos ship inside scikit-image (no download). With `synthetic_scenes` > 0 it publishes that many scenes of
+coloured shapes instead (`clipseg_ros.train.synthetic`, seeded by `synthetic_seed`, `synthetic_size` pixels a
+side): what the demo's model trained on synthetic shapes can segment. Each frame gets a fresh stamp and a
+pinhole camera_info (focal length = image width, centred principal point) with the same header.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from clipseg_ros.ros.image_codec import numpy_to_image
+from clipseg_ros.train.synthetic import synthetic_scenes
 
 # name -> what is in it (the demo's prompts come from here)
 SAMPLES = {
@@ -52,7 +55,16 @@ class SamplePublisher(Node):
         ).value
         rate = self.declare_parameter("rate_hz", 2.0, ParameterDescriptor(description="frames per second")).value
         self._frame_id = self.declare_parameter("frame_id", "camera").value
-        images = [sample_image(n) for n in names]
+        scenes = self.declare_parameter(
+            "synthetic_scenes", 0, ParameterDescriptor(description="publish this many shape scenes, not photos")
+        ).value
+        seed = self.declare_parameter("synthetic_seed", 1, ParameterDescriptor(description="their seed")).value
+        size = self.declare_parameter("synthetic_size", 384, ParameterDescriptor(description="their side, px")).value
+        if scenes > 0:
+            names = [f"{scenes} synthetic scenes (seed {seed}, {size}x{size})"]
+            images = [image for image, _ in synthetic_scenes(scenes, size, seed)]
+        else:
+            images = [sample_image(n) for n in names]
         self._frames = [(image, pinhole_camera_info(image.shape[1], image.shape[0])) for image in images]
         self._index = 0
         self._pub_image = self.create_publisher(Image, "image", 5)

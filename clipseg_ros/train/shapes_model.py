@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = "small model trained here on synthetic shapes; for real scenes pass the released weights"
 EVAL_DIR = "eval"
-# The code a trained model depends on: a change to any of these files trains anew.
+# The code a trained model depends on besides this module: a change to any of these files trains anew.
 _CODE = (synthetic, phrasecut_plus, trainer, preprocess, prompts, visual_prompt, backbone, clipseg, config, decoder)
 
 
@@ -48,14 +48,15 @@ _CODE = (synthetic, phrasecut_plus, trainer, preprocess, prompts, visual_prompt,
 class ShapesRecipe:
     """What the model depends on besides the code."""
 
-    steps: int = 1000
+    steps: int = 800  # held-out text IoU_FG 0.72-0.75 over three seeds (0.72 after 600 steps, 0.75 after 1000)
     batch_size: int = 16
     lr: float = 3e-3  # higher than the paper's 1e-3: a short run
     images: int = 300  # scenes generated; the last fifth are held out for evaluation
     size: int = 96  # scene side in pixels, the model's input side (the node's input_size)
     negative_rate: float = 0.2
     # A random CLIP's text and image embeddings are unrelated, so mixed conditionals (w < 0.5 text) teach the
-    # decoder visual prompts only: held-out IoU_FG 0.13 for text, 0.75 visual. Half the samples text alone: 0.7/0.7.
+    # decoder visual prompts only (held-out IoU_FG 0.13 for text, 0.75 visual); half the samples on text alone
+    # teach both (0.71 and 0.71, measured with the tiny shape's blocks 1-3 and D = 16).
     text_only_rate: float = 0.5
     seed: int = 0
 
@@ -64,9 +65,12 @@ class ShapesRecipe:
             raise ValueError(f"need at least 1 step and 10 images, got {self.steps} and {self.images}")
 
     def model_config(self) -> ClipSegConfig:
+        """The tiny test shape, cut to what learns shapes fastest here: the decoder reads the first three blocks
+        (a random CLIP's deeper blocks only blur colour and place: held-out IoU_FG 0.75 from blocks 0-2 and
+        0.73 from blocks 1-3, D = 32) and is twice as wide; positional embeddings for the input's own grid."""
         tiny = ClipSegConfig.tiny()
-        # positional embeddings made for the input's own grid, none interpolated
-        return tiny.with_changes(vision=replace(tiny.vision, image_size=self.size))
+        vision = replace(tiny.vision, layers=3, image_size=self.size)
+        return tiny.with_changes(vision=vision, extract_layers=(0, 1, 2), reduce_dim=32)
 
     def sampling(self) -> SamplingOptions:
         # Plain phrases, no "a photo of a {}." templates: a random CLIP's text encoder gives templated phrases
@@ -96,8 +100,8 @@ def cache_key(recipe: ShapesRecipe) -> str:
     digest = hashlib.sha256(
         json.dumps({"recipe": asdict(recipe), "config": recipe.model_config().to_hf_dict()}, sort_keys=True).encode()
     )
-    for module in _CODE:
-        digest.update(Path(module.__file__).read_bytes())
+    for source in (__file__, *(module.__file__ for module in _CODE)):
+        digest.update(Path(source).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -107,6 +111,11 @@ class ShapesModel:
     report: dict[str, Any]  # held-out evaluation with text prompts, as clipseg-eval writes it
     trained_now: bool
     input_size: int
+
+    @property
+    def threshold(self) -> float:
+        """The threshold of the held-out scores (clipseg-eval's, the paper's)."""
+        return self.report["metrics"]["threshold"]
 
     @property
     def curves(self) -> Path:
@@ -183,8 +192,8 @@ def held_out_report(model: ClipSeg, data: Path, recipe: ShapesRecipe) -> dict[st
     text = evaluate(segmenter, source, EvalOptions(progress=False, seed=recipe.seed))
     visual = evaluate(segmenter, source, EvalOptions(prompt="visual", progress=False, seed=recipe.seed))
     info = {
-        "model": DESCRIPTION,
-        "data": {"name": "held-out synthetic shapes", "split": "test", "annotations": len(source)},
+        "model": "small model trained here on synthetic shapes (for real scenes pass the released weights)",
+        "data": {"name": "held-out synthetic scenes", "split": "test", "annotations": len(source)},
         "options": {"prompt": "text", "template": "{}", "input_size": recipe.size},
     }
     report = build_report(text, DEFAULT_THRESHOLD, info)
