@@ -31,9 +31,9 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Muted grey-ish texture: smooth blotches plus faint stripes, so shapes are not on a flat field."""
     base = rng.uniform(70, 170)
     blotches = cv2.resize(rng.normal(0, 25, (4, 4, 3)), (size, size), interpolation=cv2.INTER_CUBIC)
-    # stripe periods in units of a 96-pixel scene: a scene drawn larger (the demo's camera) looks like a
-    # 96-pixel one enlarged, and a model trained on the small ones sees the same texture once it is resized
-    period, angle = rng.uniform(6, 20) * size / 96, rng.uniform(0, np.pi)
+    # A scene drawn larger than 96 pixels (the demo's camera) has its stripes enlarged too: a model trained on
+    # small scenes then sees the same texture once the large one is resized (smaller scenes keep 6-20 pixels).
+    period, angle = rng.uniform(6, 20) * max(1.0, size / 96), rng.uniform(0, np.pi)
     y, x = np.mgrid[0:size, 0:size]
     stripes = 12 * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)
     image = base + blotches + stripes[..., None] + rng.normal(0, 4, (size, size, 3))
