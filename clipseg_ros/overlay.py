@@ -27,6 +27,7 @@ PALETTE = np.array(
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKDROP = (24, 24, 24)
 BACKDROP_ALPHA = 0.75  # what lies under the legend still shows through a little
+MIN_SCALE = 0.25  # Hershey glyphs about 6 pixels high: the smallest still legible
 
 
 def label_colors(count: int) -> np.ndarray:
@@ -97,16 +98,22 @@ def tag_region(out: np.ndarray, region: np.ndarray, label: str, color: np.ndarra
 
 def draw_legend(out: np.ndarray, labels: list[str], colors: np.ndarray, occupied: np.ndarray) -> None:
     """A swatch and a name per label on a backdrop, in the corner of `out` where `occupied` is least true."""
-    scale = text_scale(out)
-    thickness = max(1, round(scale * 2))
-    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thickness)
-    row = text_h + baseline + max(2, round(6 * scale))
-    pad = max(3, round(6 * scale))
-    swatch = text_h + baseline
-    widths = [cv2.getTextSize(label, FONT, scale, thickness)[0][0] for label in labels]
     height, width = out.shape[:2]
-    box_w = min(width, pad * 3 + swatch + max(widths))
-    box_h = min(height, pad * 2 + row * len(labels))
+    scale = text_scale(out)
+    widest = max(labels, key=len)
+    for _ in range(4):  # a legend wider or taller than a small image shrinks until it fits
+        thickness = max(1, round(scale * 2))
+        (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thickness)
+        row = text_h + baseline + max(2, round(6 * scale))
+        pad = max(2, round(6 * scale))
+        swatch = text_h + baseline
+        box_w = pad * 3 + swatch + cv2.getTextSize(widest, FONT, scale, thickness)[0][0]
+        box_h = pad * 2 + row * len(labels)
+        fit = min(width / box_w, height / box_h)
+        if fit >= 1 or scale <= MIN_SCALE:
+            break
+        scale = max(MIN_SCALE, scale * fit)
+    box_w, box_h = min(width, box_w), min(height, box_h)
     corners = [(0, 0), (width - box_w, 0), (0, height - box_h), (width - box_w, height - box_h)]
     x0, y0 = min(corners, key=lambda c: int(occupied[c[1] : c[1] + box_h, c[0] : c[0] + box_w].sum()))
     region = out[y0 : y0 + box_h, x0 : x0 + box_w]
