@@ -155,8 +155,8 @@ def shapes_model(
 
 @contextmanager
 def _one_thread():
-    # A model this small trains several times faster on one thread than on two shared cores (measured on the
-    # 2-core CI machine under load: 85 s against 454 s for 1000 steps), where threads wait on each other.
+    # A model this small trains far faster on one thread than on two shared cores, where threads wait on each
+    # other (1000 steps on the 2-core CI machine under load: 25-43 s on one thread, 454 s on two).
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
