@@ -6,7 +6,7 @@ topic, a visual prompt and calls to the `/clipseg/segment` service, and writes w
 The model:
 - `--weights` (default: the released CIDAS/clipseg-rd64-refined, downloaded once; or a local path): the camera
   shows scikit-image's photos;
-- `--synthetic`: a small CLIPSeg trained here on synthetic shapes (about a minute on two cores, once: it is
+- `--synthetic`: a small CLIPSeg trained here on synthetic shapes (under a minute on two cores, once: it is
   cached under `out/`); the camera shows new scenes of shapes, and the node's masks are scored against them.
   `--fallback-synthetic` (what `make demo` passes) switches to it only when the weights cannot be had (offline);
 - `--random-weights`: a smoke run of the graph with an untrained tiny model, for tests.
@@ -147,7 +147,7 @@ class DemoRun:
     def _shapes_model(self) -> ShapesModel:
         recipe = replace(ShapesRecipe(), steps=self.args.train_steps)
         say(f"model: {DESCRIPTION}")
-        say(f"(cached in {self.args.cache}; trained on the first run: {recipe.steps} steps, about a minute on 2 cores)")
+        say(f"(cached in {self.args.cache}; trained on the first run: {recipe.steps} steps, under a minute on 2 cores)")
         start = time.monotonic()
         model = shapes_model(self.args.cache, recipe, device=self.args.device)
         took = f"trained in {time.monotonic() - start:.0f} s" if model.trained_now else "loaded from the cache"
