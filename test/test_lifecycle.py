@@ -143,8 +143,11 @@ def test_several_cameras_one_model_and_only_for_listeners(probe, tiny_checkpoint
     try:
         client = wait_for_service(probe, node, Segment, "/clipseg_multi/segment")
         # One node in the graph: the service lives on the segment node itself.
-        names = {n for n, _ in probe.get_node_names_and_namespaces()}
-        assert "clipseg_multi" in names and not any(n.startswith("clipseg_multi_") for n in names), names
+        deadline = time.monotonic() + 10
+        while "clipseg_multi" not in (names := {n for n, _ in probe.get_node_names_and_namespaces()}):
+            assert time.monotonic() < deadline, names
+            time.sleep(0.1)
+        assert not any(n.startswith("clipseg_multi_") for n in names), names
         front = probe.create_publisher(Image, "/front/image", RELIABLE)
         left = probe.create_publisher(Image, "/left/image", RELIABLE)
         diagnostics = probe.inbox(DiagnosticArray, "/diagnostics")

@@ -394,7 +394,7 @@ def test_visual_prompts_add_replace_remove_and_bad_ones_are_ignored(graph, cup):
         ({"weights": "/nonexistent/clipseg"}, 3, "weights:="),
         ({"precision": "fp64"}, 2, "precision"),
         ({"backend": "tensorrt"}, 2, "NVIDIA GPU"),
-        ({"backend": "openvino"}, 2, "backend 'openvino' is not one of"),
+        ({"backend": "openvino"}, 2, "backend: must be one of torch, onnxruntime, tensorrt"),
     ],
 )
 def test_startup_failure_exits_with_a_clear_error(tiny_checkpoint, tmp_path, params, code, says):

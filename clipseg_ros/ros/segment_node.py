@@ -35,8 +35,11 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -113,11 +116,12 @@ class Settings:
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The prompts of one moment; `generation` changes whenever the label set does."""
+    """The prompts of one moment, with the settings of that moment; `generation` changes with the label set."""
 
     generation: int
     prompts: tuple[str | VisualPrompt, ...]
     labels: tuple[str, ...]
+    settings: Settings
 
 
 class SegmentNode(LifecycleNode):
@@ -252,17 +256,21 @@ class SegmentNode(LifecycleNode):
             camera.destroy()
         self._cameras.clear()
         for entity in self._entities:
-            self.destroy_entity(entity)
+            self._destroy(entity)
         self._entities = []
         if self._segmenter is not None:
             self._segmenter.release()
             self._segmenter = None
 
-    def destroy_entity(self, entity) -> None:
-        for kind in ("publisher", "subscription", "service", "timer"):
-            if entity in getattr(self, f"{kind}s"):
-                getattr(self, f"destroy_{kind}")(entity)
-                return
+    def _destroy(self, entity) -> None:
+        if isinstance(entity, Publisher):
+            self.destroy_publisher(entity)
+        elif isinstance(entity, Subscription):
+            self.destroy_subscription(entity)
+        elif isinstance(entity, Service):
+            self.destroy_service(entity)
+        else:
+            self.destroy_timer(entity)
 
     # -- startup ----------------------------------------------------------------------------------
 
@@ -384,7 +392,8 @@ class SegmentNode(LifecycleNode):
                     self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=WARN_EVERY_S)
 
     def _segment(self, batch: dict[str, Frame]) -> None:
-        settings, prompt_set = self._settings, self._prompt_set()
+        prompt_set = self._prompt_set()
+        settings = prompt_set.settings
         if not prompt_set.prompts:
             return  # paused
         frames, images = [], []
@@ -506,6 +515,7 @@ class SegmentNode(LifecycleNode):
                 self._generation,
                 (*self._settings.prompts, *self._visual_prompts.values()),
                 (*self._settings.prompts, *self._visual_prompts),
+                self._settings,
             )
 
     def _announce_labels(self) -> None:
@@ -514,7 +524,7 @@ class SegmentNode(LifecycleNode):
             info = {
                 "labels": ["background", *prompt_set.labels],  # index = value in ~/label
                 "colors": [[0, 0, 0], *label_colors(len(prompt_set.labels)).tolist()],  # RGB in ~/overlay
-                "threshold": self._settings.threshold,
+                "threshold": prompt_set.settings.threshold,
             }
             self._pub_label_info.publish(String(data=json.dumps(info)))
 
