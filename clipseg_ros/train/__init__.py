@@ -13,4 +13,5 @@ the engine never imports from here.
     metrics.py         mIoU, IoU_FG, AP, IoU_BIN at a threshold and over a sweep
     evaluate.py        scores a Segmenter on a source; report.py writes the JSON and the figure
     train_command.py   clipseg-train;  eval_command.py  clipseg-eval
+    shapes_model.py    the demo's small model: trained here on synthetic shapes, evaluated, cached
 """
