@@ -28,6 +28,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKDROP = (24, 24, 24)
 BACKDROP_ALPHA = 0.75  # what lies under the legend still shows through a little
 MIN_SCALE = 0.25  # Hershey glyphs about 6 pixels high: the smallest still legible
+SPECK_FRACTION = 0.002  # blobs smaller than this share of the image get neither outline nor tag
+_OPEN_KERNEL = np.ones((3, 3), np.uint8)
 
 
 def label_colors(count: int) -> np.ndarray:
@@ -60,33 +62,39 @@ def render_overlay(
     blended = image.astype(np.float32) * (1 - alpha) + tint.astype(np.float32) * alpha
     out = np.ascontiguousarray(np.where(hit, blended, image.astype(np.float32)).astype(np.uint8))
     line = max(1, round(text_scale(out) * 2))
-    present = [k for k in np.unique(label_image) if 0 < k <= len(labels)]
-    for k in present:
-        region = (label_image == k).astype(np.uint8)
+    speck = label_image.size * SPECK_FRACTION
+    tags = []
+    counts = np.bincount(label_image.ravel(), minlength=len(labels) + 1)
+    for k in np.flatnonzero(counts[1 : len(labels) + 1] >= speck) + 1:
+        # Specks stay tinted only: a noisy mask's thousands of outlines would hide the image (and take the node
+        # a tenth of a second a frame to find and draw), and a tag would hide a speck. Opening drops the
+        # pixel-sized ones before the contours are traced.
+        region = cv2.morphologyEx((label_image == k).astype(np.uint8), cv2.MORPH_OPEN, _OPEN_KERNEL)
         contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, colors[k - 1].tolist(), line, cv2.LINE_AA)
+        areas = np.array([cv2.contourArea(c) for c in contours])
+        large = [c for c, area in zip(contours, areas, strict=True) if area >= speck]
+        if not large:
+            continue
+        cv2.drawContours(out, large, -1, colors[k - 1].tolist(), line, cv2.LINE_AA)
+        moments = cv2.moments(contours[int(np.argmax(areas))])
+        centre = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
+        tags.append((labels[k - 1], colors[k - 1], centre))
     if labels:
         draw_legend(out, labels, colors, label_image > 0)
-    for k in present:  # over the legend too: a tag names what is under it, wherever that is
-        tag_region(out, label_image == k, labels[k - 1], colors[k - 1])
+    for label, color, centre in tags:  # over the legend too: a tag names what is under it, wherever that is
+        draw_tag(out, label, color, centre)
     return out
 
 
-def tag_region(out: np.ndarray, region: np.ndarray, label: str, color: np.ndarray) -> None:
-    """The label written on the largest blob of `region`, on a small backdrop edged in its colour: which prompt
-    a mask answers is read off the mask itself (the legend's colours can clash with the objects' own)."""
-    count, _, stats, centroids = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
-    if count < 2:
-        return
-    blob = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[blob, cv2.CC_STAT_AREA] < region.size * 0.002:  # specks get no tag: it would hide them
-        return
+def draw_tag(out: np.ndarray, label: str, color: np.ndarray, centre: tuple[float, float]) -> None:
+    """The label written at `centre` on a small backdrop edged in its colour: which prompt a mask answers is
+    read off the mask itself (the legend's colours can clash with the objects' own)."""
     scale = text_scale(out) * 0.85
     thickness = max(1, round(scale * 2))
     (text_w, text_h), baseline = cv2.getTextSize(label, FONT, scale, thickness)
     pad = max(2, round(4 * scale))
     height, width = out.shape[:2]
-    cx, cy = centroids[blob]
+    cx, cy = centre
     x0 = int(np.clip(cx - text_w / 2 - pad, 0, max(0, width - text_w - 2 * pad)))
     y0 = int(np.clip(cy - (text_h + baseline) / 2 - pad, 0, max(0, height - text_h - baseline - 2 * pad)))
     x1, y1 = x0 + text_w + 2 * pad, y0 + text_h + baseline + 2 * pad
