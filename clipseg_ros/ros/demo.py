@@ -261,8 +261,8 @@ class ShapesTour:
     through the service, and the node's masks scored against the scenes' own shapes.
 
     A scene's prompts are what it holds and one shape in a colour it lacks, which must come out empty. The
-    model tells colours apart far better than shapes (its scenes, as these, hold one shape per colour), so
-    a prompt naming another shape of a colour in the scene would mark that shape too; none is asked here.
+    model has learned colour, not shape (its scenes, as these, hold one shape per colour), so a prompt naming
+    another shape of a colour in the scene would mark that shape too (see the README); none is asked here.
     """
 
     def __init__(self, demo: DemoRun, client: DemoClient) -> None:
