@@ -2,6 +2,10 @@
 
 Starts the segment node and a sample camera as their own processes, sends prompts over the `/clipseg/prompt`
 topic, a visual prompt and calls to the `/clipseg/segment` service, and writes what comes back to `out/demo/`.
+The camera also publishes a SYNTHETIC depth (rendered from the scene, not measured) and the node pairs it with its
+frames: `instances_*.png` show each instance's box, label and 3D centroid from `/clipseg/segmentation`, and
+`summary.json` holds the instances with the `/clipseg/points` and `/clipseg/markers` counts, each centroid's z
+next to the depth that was rendered there.
 
 The model:
 - `--weights` (default: the released CIDAS/clipseg-rd64-refined, downloaded once; or a local path): the camera
@@ -34,10 +38,16 @@ import torch
 from clipseg_ros.checkpoints import DEFAULT_WEIGHTS, save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
 from clipseg_ros.msg import VisualPrompt
-from clipseg_ros.overlay import render_overlay, text_scale, with_caption
+from clipseg_ros.overlay import draw_tag, label_colors, render_overlay, text_scale, with_caption
 from clipseg_ros.ros.demo_client import DemoClient
-from clipseg_ros.ros.image_codec import image_to_numpy, numpy_to_image
-from clipseg_ros.ros.sample_publisher import SAMPLES, sample_image
+from clipseg_ros.ros.image_codec import image_to_numpy, image_to_rgb, numpy_to_image
+from clipseg_ros.ros.sample_publisher import (
+    PHOTO_PLANE_M,
+    SAMPLES,
+    SYNTHETIC_DEPTH_NOTE,
+    sample_image,
+    synthetic_depth,
+)
 from clipseg_ros.ros.segment_node import EXIT_WEIGHTS_UNAVAILABLE
 from clipseg_ros.train.metrics import SegmentationMetrics
 from clipseg_ros.train.shapes_model import DESCRIPTION, ShapesModel, ShapesRecipe, shapes_model
@@ -46,6 +56,9 @@ from clipseg_ros.train.synthetic import COLOURS, SHAPES, synthetic_scenes
 RANDOM_BANNER = "RANDOM WEIGHTS: these masks mean nothing"
 CAPTION_RANDOM = (200, 0, 0)
 CAPTION_SYNTHETIC = (20, 60, 130)
+CAPTION_DEPTH = (110, 40, 100)
+# An instance's 3D centroid z further than this from the depth rendered under its mask is reported as off.
+Z_TOLERANCE_M = 0.05
 TOPIC_PROMPTS = "a cup of coffee; a cat; a person"
 SERVICE_PROMPTS = ["a rocket", "a flag", "a face"]
 LOAD_TIMEOUT_S = 600.0  # first run with hub weights downloads about 600 MB
@@ -169,7 +182,7 @@ class DemoRun:
         else:
             weights = str(self.shapes.directory) if self.shapes else self.args.weights
         params = share_directory() / "config" / "segment.yaml"
-        overrides = ["-p", f"weights:={weights}", "-p", f"device:={self.args.device}"]
+        overrides = ["-p", f"weights:={weights}", "-p", f"device:={self.args.device}", "-p", "depth.enabled:=true"]
         if self.shapes:  # the size it was trained at (a shape covers as many patches), the threshold it was scored at
             side = self.shapes.input_size
             overrides += ["-p", f"input_size:=[{side}, {side}]", "-p", f"threshold:={self.shapes.threshold}"]
@@ -192,6 +205,35 @@ class DemoRun:
         path = self.args.out / name
         cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         return path
+
+    def perception(
+        self, client: DemoClient, name: str, segmentation, frame: np.ndarray, rendered_mm: np.ndarray
+    ) -> tuple[Path, dict]:
+        """`instances_<name>.png` and the summary's record of one frame's /clipseg/segmentation, with the
+        /clipseg/points and /clipseg/markers of the same frame; each instance's z against the rendered depth."""
+        cloud = client.stamped("points", segmentation.header.stamp)
+        markers = client.stamped("markers", segmentation.header.stamp)
+        record = {
+            "frame": name,
+            "labels": list(segmentation.labels),
+            "has_depth": segmentation.has_depth,
+            "points": cloud.width if cloud is not None else 0,
+            "markers": sum(m.action != m.DELETEALL for m in markers.markers) if markers is not None else 0,
+            "instances": [instance_record(i, rendered_mm) for i in segmentation.instances],
+        }
+        say(
+            f"{name}: /clipseg/segmentation has_depth={record['has_depth']}, {len(record['instances'])} instances; "
+            f"/clipseg/points {record['points']} points; /clipseg/markers {record['markers']} markers"
+        )
+        for instance in record["instances"]:
+            say("  " + describe(instance))
+        notes = [
+            SYNTHETIC_DEPTH_NOTE,
+            f"/clipseg/points: {record['points']} points, /clipseg/markers: {record['markers']} markers; "
+            "per instance: pixel box, label, 3D centroid x, y, z (m, camera optical frame)",
+        ]
+        image = with_caption(draw_instances(frame, segmentation), notes, CAPTION_DEPTH)
+        return self.write(f"instances_{name}.png", image), record
 
     def summary(self, client: DemoClient, written: list[Path]) -> None:
         say("wrote " + ", ".join(str(p) for p in written))
@@ -219,12 +261,14 @@ class PhotoTour:
         self.demo, self.client = demo, client
 
     def run(self) -> int:
-        self.demo.spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0"])
+        self.demo.spawn("sample_publisher", ["--ros-args", "-p", "rate_hz:=2.0", "-p", "depth:=true"])
         topic, service = self._topic_phase(), self._service_phase()
         self.demo.summary(self.client, topic + service)
-        if len(topic) < len(SAMPLES) or len(service) < 2:
+        overlays = sum(p.name.startswith("topic_") for p in topic)
+        if len(topic) < 2 * len(SAMPLES) or len(service) < 2:
             print(
-                f"demo: FAILED, some outputs never came: {len(topic)}/{len(SAMPLES)} topic overlays, "
+                f"demo: FAILED, some outputs never came: {overlays}/{len(SAMPLES)} topic overlays, "
+                f"{len(topic) - overlays}/{len(SAMPLES)} instance images, "
                 f"{len(service)}/2 service results (see the log above)",
                 file=sys.stderr,
             )
@@ -235,8 +279,23 @@ class PhotoTour:
         sizes = {sample_image(name).shape[:2]: name for name in SAMPLES}
         labels = self.client.send_prompt(TOPIC_PROMPTS)
         say(f"prompts over /clipseg/prompt -> label_info {labels}")
-        overlays = self.client.collect_overlays(lambda msg, _: sizes.get((msg.height, msg.width)), len(sizes), 120.0)
-        return [self.demo.write(f"topic_{name}.png", image) for name, image in overlays.items()]
+        overlays = self.client.collect("overlay", lambda msg, _: sizes.get((msg.height, msg.width)), len(sizes), 120.0)
+        written = [self.demo.write(f"topic_{name}.png", image_to_rgb(msg)) for name, (msg, _) in overlays.items()]
+        segmentations = self.client.collect(
+            "segmentation",
+            lambda msg, _: sizes.get((msg.masks[0].height, msg.masks[0].width)) if msg.labels == labels else None,
+            len(sizes),
+            60.0,
+        )
+        records = []
+        for name, (msg, frame) in segmentations.items():
+            plane = synthetic_depth([], frame.shape[:2], PHOTO_PLANE_M)
+            path, record = self.demo.perception(self.client, name, msg, frame, plane)
+            written.append(path)
+            records.append(record)
+        summary = {"synthetic_depth": SYNTHETIC_DEPTH_NOTE, "perception": records}
+        (self.demo.args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return written
 
     def _service_phase(self) -> list[Path]:
         written = []
@@ -273,9 +332,9 @@ class ShapesTour:
     def run(self) -> int:
         self.demo.spawn("sample_publisher", [
             "--ros-args", "-p", "rate_hz:=2.0", "-p", f"synthetic_scenes:={CAMERA_SCENES}",
-            "-p", f"synthetic_seed:={CAMERA_SEED}", "-p", f"synthetic_size:={SCENE_SIZE}",
+            "-p", f"synthetic_seed:={CAMERA_SEED}", "-p", f"synthetic_size:={SCENE_SIZE}", "-p", "depth:=true",
         ])  # fmt: skip
-        written = self._topic_phase()
+        written, perception = self._topic_phase()
         written += self._visual_prompt_phase()
         scores = self._score_node()
         curves = self.demo.args.out / "eval_curves.png"
@@ -286,6 +345,9 @@ class ShapesTour:
             "weights": str(self.shapes.directory),
             "held_out": {"text": self.shapes.report["metrics"], "visual": self.shapes.report["one_shot"]},
             "node_on_unseen_scenes": scores,
+            "synthetic_depth": SYNTHETIC_DEPTH_NOTE,
+            "perception": perception,
+            "depth_check": depth_check(perception),
         }
         (self.demo.args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         say(self.shapes.summary())
@@ -293,8 +355,14 @@ class ShapesTour:
             f"the node's masks on {scores['scenes']} unseen camera scenes (each scene's shapes and one absent): "
             f"IoU_FG {scores['IoU_FG']:.2f} mIoU {scores['mIoU']:.2f} at threshold {scores['threshold']}"
         )
+        check = summary["depth_check"]
+        say(
+            f"3D against the synthetic depth: {check['instances_3d']} instances with 3D, their centroid z within "
+            f"{check['max_z_error_m']:.3f} m of the depth rendered under them ({check['off']} off by more than "
+            f"{Z_TOLERANCE_M} m)"
+        )
         self.demo.summary(self.client, written)
-        expected = CAMERA_SCENES + 2
+        expected = 2 * CAMERA_SCENES + 2
         if len(written) < expected:
             print(f"demo: FAILED, some outputs never came: wrote {len(written)} of {expected} files "
                   "(see the log above)", file=sys.stderr)
@@ -307,14 +375,21 @@ class ShapesTour:
         absent = next(colour for colour in COLOURS if colour not in colours)
         return [*(phrase for phrase, _ in shapes), f"{absent} {SHAPES[scene % len(SHAPES)]}"]
 
-    def _topic_phase(self) -> list[Path]:
-        written = []
-        for k, (image, _) in enumerate(self.scenes):
+    def _topic_phase(self) -> tuple[list[Path], list[dict]]:
+        """Per scene: the overlay, and the instances with 3D from /clipseg/segmentation (with points, markers)."""
+        written, records = [], []
+        for k, (image, shapes) in enumerate(self.scenes):
             labels = self.client.send_prompt("; ".join(self.prompts(k)))
             say(f"scene {k + 1}: prompts over /clipseg/prompt -> label_info {labels}")
-            overlays = self.client.collect_overlays(showing(image), 1, 60.0)
-            written += [self.demo.write(f"topic_scene{k + 1}.png", overlay) for overlay in overlays.values()]
-        return written
+            overlays = self.client.collect("overlay", showing(image), 1, 60.0)
+            written += [self.demo.write(f"topic_scene{k + 1}.png", image_to_rgb(msg)) for msg, _ in overlays.values()]
+            segmentations = self.client.collect("segmentation", showing(image, labels), 1, 30.0)
+            for msg, frame in segmentations.values():
+                rendered = synthetic_depth([mask for _, mask in shapes], image.shape[:2])
+                path, record = self.demo.perception(self.client, f"scene{k + 1}", msg, frame, rendered)
+                written.append(path)
+                records.append(record)
+        return written, records
 
     def _visual_prompt_phase(self) -> list[Path]:
         """A shape cut out of a scene the camera never shows, as the visual prompt on a scene that has one."""
@@ -353,9 +428,87 @@ class ShapesTour:
                 "IoU_FG": headline["IoU_FG"], "mIoU": headline["mIoU"]}
 
 
-def showing(image: np.ndarray):
-    """A `collect_overlays` key that takes the overlays of frames showing `image`."""
-    return lambda _, frame: "it" if frame is not None and np.array_equal(frame, image) else None
+def showing(image: np.ndarray, labels: list[str] | None = None):
+    """A `DemoClient.collect` key that takes the outputs of frames showing `image` (and, given, of these labels)."""
+
+    def key(msg, frame: np.ndarray | None) -> str | None:
+        if labels is not None and list(msg.labels) != labels:
+            return None
+        return "it" if frame is not None and np.array_equal(frame, image) else None
+
+    return key
+
+
+def instance_record(instance, rendered_mm: np.ndarray) -> dict:
+    """An Instance message as the summary holds it, with the median synthetic depth rendered under its mask."""
+    box = instance.bbox
+    mask = image_to_numpy(instance.mask) > 0
+    under = rendered_mm[box.y_offset : box.y_offset + box.height, box.x_offset : box.x_offset + box.width][mask]
+    record = {
+        "label": instance.label,
+        "score_max": round(float(instance.score_max), 3),
+        "bbox_px": [box.x_offset, box.y_offset, box.width, box.height],
+        "area_px": instance.area,
+        "has_3d": instance.has_3d,
+        "rendered_depth_m": round(float(np.median(under)) / 1000, 3) if under.size else None,
+    }
+    if instance.has_3d:
+        c, size = instance.centroid_3d, instance.box_size
+        record |= {
+            "centroid_3d_m": [round(c.x, 3), round(c.y, 3), round(c.z, 3)],
+            "box_size_m": [round(size.x, 3), round(size.y, 3), round(size.z, 3)],
+            "point_count": instance.point_count,
+        }
+    return record
+
+
+def describe(record: dict) -> str:
+    head = f"{record['label']} (score {record['score_max']:.2f}, {record['area_px']} px)"
+    if not record["has_3d"]:
+        return f"{head}: no 3D"
+    x, y, z = record["centroid_3d_m"]
+    w, h, d = record["box_size_m"]
+    return (
+        f"{head}: centroid ({x:.3f}, {y:.3f}, {z:.3f}) m, box {w:.2f} x {h:.2f} x {d:.2f} m, "
+        f"{record['point_count']} points; synthetic depth rendered there {record['rendered_depth_m']:.3f} m"
+    )
+
+
+def depth_check(perception: list[dict]) -> dict:
+    """How far the instances' centroid z lie from the synthetic depth rendered under their masks."""
+    errors = [
+        abs(i["centroid_3d_m"][2] - i["rendered_depth_m"]) for r in perception for i in r["instances"] if i["has_3d"]
+    ]
+    return {
+        "instances_3d": len(errors),
+        "max_z_error_m": round(max(errors, default=0.0), 4),
+        "off": sum(e > Z_TOLERANCE_M for e in errors),
+    }
+
+
+def draw_instances(rgb: np.ndarray, segmentation) -> np.ndarray:
+    """The frame with each instance's pixel box in its label's colour, and on the instance's pixel centroid (on
+    the object itself: tags there do not collide, boxes can) its label over its 3D centroid."""
+    out = rgb.copy()
+    colours = label_colors(len(segmentation.labels))
+    thickness = max(1, round(text_scale(out) * 3))
+    for instance in segmentation.instances:
+        box, colour = instance.bbox, colours[instance.label_index]
+        x0, y0 = box.x_offset, box.y_offset
+        cv2.rectangle(out, (x0, y0), (x0 + box.width - 1, y0 + box.height - 1), colour.tolist(), thickness)
+    line = 26 * text_scale(out)
+    placed: list[tuple[float, float]] = []
+    for instance in sorted(segmentation.instances, key=lambda i: -i.score_max):
+        colour, cx, cy = colours[instance.label_index], instance.centroid_x, instance.centroid_y
+        # Two instances on one object (a prompt marking another prompt's shape): the weaker one's tags below.
+        while any(abs(cy - y) < 2 * line and abs(cx - x) < 8 * line for x, y in placed):
+            cy += 2 * line
+        placed.append((cx, cy))
+        draw_tag(out, f"{instance.label} {instance.score_max:.2f}", colour, (cx, cy - line / 2))
+        c = instance.centroid_3d
+        where = f"({c.x:.2f}, {c.y:.2f}, {c.z:.2f}) m" if instance.has_3d else "no 3D"
+        draw_tag(out, where, colour, (cx, cy + line / 2))
+    return out
 
 
 def cut_out(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -15,15 +15,21 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
 
-from clipseg_ros.msg import VisualPrompt
+from clipseg_ros.msg import Segmentation, VisualPrompt
 from clipseg_ros.prompts import split_prompts
 from clipseg_ros.ros.image_codec import image_to_rgb, numpy_to_image
 from clipseg_ros.srv import Segment
 
 NODE = "/clipseg"
+KEPT = 10  # frames, and per output messages of frames, held here
+
+
+def stamp_key(msg) -> tuple[int, int]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 class DemoClient(Node):
@@ -32,33 +38,46 @@ class DemoClient(Node):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._labels: list[str] = []
-        self._overlays: list[Image] = []
+        # Per-frame outputs waiting to be matched to their camera frame, and those looked up by stamp.
+        self._pending: dict[str, list] = {"overlay": [], "segmentation": []}
+        self._by_stamp: dict[str, OrderedDict] = {"points": OrderedDict(), "markers": OrderedDict()}
         self._frames: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self.diagnostics: dict[str, str] = {}
         self._prompt = self.create_publisher(String, f"{NODE}/prompt", 10)
         self.segment = self.create_client(Segment, f"{NODE}/segment")
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(String, f"{NODE}/label_info", self._on_label_info, latched)
-        self.create_subscription(Image, f"{NODE}/overlay", self._on_overlay, 2)
+        self.create_subscription(Image, f"{NODE}/overlay", lambda m: self._on_output("overlay", m), 2)
+        self.create_subscription(Segmentation, f"{NODE}/segmentation", lambda m: self._on_output("segmentation", m), 2)
+        self.create_subscription(PointCloud2, f"{NODE}/points", lambda m: self._on_stamped("points", m), 2)
+        self.create_subscription(MarkerArray, f"{NODE}/markers", lambda m: self._on_stamped("markers", m), 2)
         self.create_subscription(Image, "/image", self._on_frame, 2)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_label_info(self, msg: String) -> None:
         with self._changed:
             self._labels = json.loads(msg.data)["labels"][1:]
-            self._overlays.clear()  # older overlays show the older prompts
+            for pending in self._pending.values():
+                pending.clear()  # older outputs show the older prompts
             self._changed.notify_all()
 
-    def _on_overlay(self, msg: Image) -> None:
+    def _on_output(self, kind: str, msg) -> None:
         with self._changed:
-            self._overlays.append(msg)
+            self._pending[kind].append(msg)
             self._changed.notify_all()
+
+    def _on_stamped(self, kind: str, msg) -> None:
+        # A MarkerArray has no header of its own: its markers carry the frame's.
+        self._keep(self._by_stamp[kind], stamp_key(msg.markers[0] if kind == "markers" else msg), msg)
 
     def _on_frame(self, msg: Image) -> None:
+        self._keep(self._frames, stamp_key(msg), image_to_rgb(msg))
+
+    def _keep(self, store: OrderedDict, key: tuple[int, int], value) -> None:
         with self._changed:
-            self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = image_to_rgb(msg)
-            while len(self._frames) > 10:
-                self._frames.popitem(last=False)
+            store[key] = value
+            while len(store) > KEPT:
+                store.popitem(last=False)
             self._changed.notify_all()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -78,27 +97,35 @@ class DemoClient(Node):
                 raise TimeoutError(f"label_info never showed {expected} (last: {self._labels})")
             return list(self._labels)
 
-    def collect_overlays(
-        self, key: Callable[[Image, np.ndarray | None], str | None], count: int, timeout: float
-    ) -> dict[str, np.ndarray]:
-        """Overlays of the current prompts, one per distinct key, until `count` keys or the timeout.
+    def collect(
+        self, kind: str, key: Callable[[object, np.ndarray | None], str | None], count: int, timeout: float
+    ) -> dict[str, tuple[object, np.ndarray]]:
+        """`kind` ("overlay", "segmentation") messages of the current prompts with the camera frame each was made
+        from, one per distinct key, until `count` keys or the timeout.
 
-        `key` gets the overlay and the camera frame it was made from (None while that frame has not come
-        here yet: such an overlay is kept for the next try)."""
-        found: dict[str, np.ndarray] = {}
+        `key` gets the message and its camera frame (None while that frame has not come here yet: such a
+        message is kept for the next try)."""
+        found: dict[str, tuple[object, np.ndarray]] = {}
         deadline = time.monotonic() + timeout
         with self._changed:
             while len(found) < count and self._changed.wait(max(0.0, deadline - time.monotonic())):
                 waiting = []
-                for msg in self._overlays:
-                    frame = self._frames.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+                for msg in self._pending[kind]:
+                    frame = self._frames.get(stamp_key(msg))
                     name = key(msg, frame)
                     if name is not None and name not in found:
-                        found[name] = image_to_rgb(msg).copy()
+                        found[name] = (msg, frame)
                     elif frame is None:
                         waiting.append(msg)
-                self._overlays[:] = waiting[-10:]
+                self._pending[kind][:] = waiting[-KEPT:]
         return found
+
+    def stamped(self, kind: str, stamp, timeout: float = 5.0):
+        """The `kind` ("points", "markers") message of the frame with this stamp, or None if none came in time."""
+        key = (stamp.sec, stamp.nanosec)
+        with self._changed:
+            self._changed.wait_for(lambda: key in self._by_stamp[kind], timeout)
+            return self._by_stamp[kind].get(key)
 
     def call_segment(
         self,
