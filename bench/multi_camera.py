@@ -1,11 +1,11 @@
 """Two cameras on one node against two single-camera nodes (the named peer), same streams, same machine.
 
 Both setups get the same two 640x480 rgb8 streams at --rate on /front/image and /left/image for --seconds,
-one setup after the other. Reported per setup: the output rate per camera (masks received / s), the nodes'
+in alternating rounds. Reported per setup: the output rate per camera (masks received / s), the nodes'
 RSS (summed for the pair) after the run, and the ratios one-node / pair. Targets (issue 10): RSS <= 0.6x the
 pair's, output rate per camera >= the pair's.
 
-    .venv/bin/python bench/multi_camera.py [--seconds 20] [--rate 30] [--models tiny full]
+    .venv/bin/python bench/multi_camera.py [--seconds 20] [--rate 30] [--rounds 2] [--models tiny full]
 """
 
 from __future__ import annotations
@@ -105,11 +105,19 @@ def run_setup(setup: str, weights: Path, seconds: float, rate: float, workdir: P
             node.wait(timeout=20)
 
 
+def _mean(runs: list[dict]) -> dict:
+    return {
+        "rate_hz": {c: sum(r["rate_hz"][c] for r in runs) / len(runs) for c in CAMERAS},
+        "rss_mib": sum(r["rss_mib"] for r in runs) / len(runs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each setup, averaged")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
@@ -120,10 +128,15 @@ def main() -> None:
         for model in args.models:
             torch.manual_seed(0)
             weights = save_hf(ClipSeg(MODELS[model]), Path(tmp) / model)
-            results = {s: run_setup(s, weights, args.seconds, args.rate, Path(tmp)) for s in ("one node", "pair")}
+            # Alternating rounds: the machine's load drifts, and each side should see the same drift.
+            rounds = {"one node": [], "pair": []}
+            for _ in range(args.rounds):
+                for setup, runs in rounds.items():
+                    runs.append(run_setup(setup, weights, args.seconds, args.rate, Path(tmp)))
+            results = {setup: _mean(runs) for setup, runs in rounds.items()}
             one, pair = results["one node"], results["pair"]
             for setup, r in results.items():
-                rates = ", ".join(f"{c} {r['rate_hz'][c]:.1f} Hz" for c in CAMERAS)
+                rates = ", ".join(f"{c} {r['rate_hz'][c]:.2f} Hz" for c in CAMERAS)
                 print(f"{model:5} {setup:9}: {rates}; RSS {r['rss_mib']:.0f} MiB")
             rate_ratio = min(one["rate_hz"][c] / max(pair["rate_hz"][c], 1e-9) for c in CAMERAS)
             print(f"{model:5} one node / pair: RSS {one['rss_mib'] / pair['rss_mib']:.2f} (target <= 0.6), "
