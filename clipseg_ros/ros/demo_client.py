@@ -64,6 +64,7 @@ class DemoClient(Node):
     def _on_output(self, kind: str, msg) -> None:
         with self._changed:
             self._pending[kind].append(msg)
+            del self._pending[kind][:-KEPT]  # nobody collects between tours' phases: hold no more than a few
             self._changed.notify_all()
 
     def _on_stamped(self, kind: str, msg) -> None:
