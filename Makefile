@@ -47,6 +47,9 @@ bench: setup
 	$(PY) bench/engine_vs_transformers.py
 	$(PY) bench/node_latency.py
 	$(PY) bench/postprocess.py
+	$(PY) bench/multi_camera.py
+	$(PY) bench/runtimes.py
+	$(PY) bench/attack_node.py
 
 clean:
 	rm -rf build $(VENV)
