@@ -8,10 +8,13 @@ With `autostart` (the default) the node configures and activates itself.
 Topics (node name `clipseg`, so with no namespace `~/x` is `/clipseg/x`), per camera (`cameras` empty: one
 camera on `image`; else `<camera>/image` in, `~/<camera>/...` out):
   in   image (sensor_msgs/Image) or image/compressed (image_transport:=compressed), camera_info,
-       ~/prompt (std_msgs/String, "cup; red mug", empty pauses), ~/visual_prompt (clipseg_ros/VisualPrompt)
+       depth/image + depth/camera_info (depth.enabled), ~/prompt (std_msgs/String, "cup; red mug", empty
+       pauses), ~/visual_prompt (clipseg_ros/VisualPrompt)
   out  ~/mask (mono8 0/255, any prompt above threshold), ~/probability (32FC1, max over prompts),
        ~/label (mono8, 0 background, k = prompt k), ~/overlay (rgb8), ~/camera_info,
-       ~/label_info (std_msgs/String JSON, transient local), /diagnostics
+       ~/segmentation (clipseg_ros/Segmentation: per-prompt masks, scores, instances, 3D with depth),
+       ~/points (PointCloud2), ~/markers (MarkerArray), ~/label_info (std_msgs/String JSON, transient local),
+       /diagnostics
   srv  ~/segment (clipseg_ros/Segment)
 Every output carries the input frame's header. Subscription callbacks only hand frames to a mailbox;
 one worker thread segments the newest frame of every camera in one batch, so a slow model never
