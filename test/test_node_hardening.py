@@ -266,9 +266,11 @@ def test_signal_to_an_idle_node(probe, tiny_checkpoint, tmp_path):
     """No frames, no listeners: the executor sleeps; SIGINT still ends it at once."""
     params = {"weights": str(tiny_checkpoint), "device": "cpu", "input_size": "[64, 64]"}
     node = NodeProcess(tmp_path, "clipseg_idle", params)
-    wait_for_service(probe, node, Segment, "/clipseg_idle/segment")
-    time.sleep(3.0)
-    elapsed = _stop_and_time(node, signal.SIGINT)
-    node.stop()
+    try:
+        wait_for_service(probe, node, Segment, "/clipseg_idle/segment")
+        time.sleep(3.0)
+        elapsed = _stop_and_time(node, signal.SIGINT)
+    finally:
+        node.stop()
     assert node.process.returncode == 0 and elapsed < 6.0, (elapsed, node.log())
     assert "ERROR" not in node.log() and "Traceback" not in node.log()

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
-from ros_helpers import RELIABLE, NodeProcess, Probe, frame, same_stamp, wait_for_service
+from ros_helpers import RELIABLE, NodeProcess, frame, same_stamp, wait_for_service
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -40,7 +39,7 @@ def depth_frame(seconds: int) -> Image:
 
 
 @pytest.fixture(scope="module")
-def graph(tiny_checkpoint, tmp_path_factory):
+def graph(probe, tiny_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("outputs")
     params = {
         "weights": str(tiny_checkpoint),
@@ -52,8 +51,6 @@ def graph(tiny_checkpoint, tmp_path_factory):
         "points.stride": "8",
     }
     node = NodeProcess(tmp, NAME, params)
-    rclpy.init()
-    probe = Probe()
     try:
         client = wait_for_service(probe, node, Segment, f"/{NAME}/segment")
         publishers = {
@@ -69,8 +66,6 @@ def graph(tiny_checkpoint, tmp_path_factory):
         }
         yield probe, node, client, publishers, inboxes
     finally:
-        probe.close()
-        rclpy.shutdown()
         code = node.stop()
     assert code == 0, node.log()
 
