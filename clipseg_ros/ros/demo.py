@@ -281,9 +281,15 @@ class PhotoTour:
         say(f"prompts over /clipseg/prompt -> label_info {labels}")
         overlays = self.client.collect("overlay", lambda msg, _: sizes.get((msg.height, msg.width)), len(sizes), 120.0)
         written = [self.demo.write(f"topic_{name}.png", image_to_rgb(msg)) for name, (msg, _) in overlays.items()]
+        def photo_with_its_frame(msg, frame) -> str | None:
+            # Only once its camera frame is here too: the 3D picture is drawn on it.
+            if frame is None or msg.labels != labels:
+                return None
+            return sizes.get((msg.masks[0].height, msg.masks[0].width))
+
         segmentations = self.client.collect(
             "segmentation",
-            lambda msg, _: sizes.get((msg.masks[0].height, msg.masks[0].width)) if msg.labels == labels else None,
+            photo_with_its_frame,
             len(sizes),
             60.0,
         )
