@@ -173,9 +173,3 @@ def check_depth_range(min_m: Any, max_m: Any) -> tuple[float, float]:
     if not min_m < max_m:
         raise ValueError(f"depth range must have min < max, got {min_m}..{max_m} m")
     return float(min_m), float(max_m)
-
-
-def check_depth_encoding(value: str) -> str:
-    if value not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth encoding {value!r} is not one of {', '.join(DEPTH_ENCODINGS)} (REP-118)")
-    return value

@@ -34,7 +34,7 @@ class DepthInput:
     intrinsics: Intrinsics
 
     def __post_init__(self) -> None:
-        limits.check_depth_encoding(self.encoding)
+        limits.check_choice("depth encoding", self.encoding, limits.DEPTH_ENCODINGS)
         dtype = _DTYPES[self.encoding]
         if self.image.dtype != dtype or self.image.ndim != 2:
             raise ValueError(f"{self.encoding} depth must be a 2-D {dtype} array, got {self.image.dtype} "

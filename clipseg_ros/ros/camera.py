@@ -26,7 +26,7 @@ from clipseg_ros.overlay import render_overlay
 from clipseg_ros.perception import DepthInput, Intrinsics, Perception, PerceptionSettings, perceive
 from clipseg_ros.ros.depth_sync import DepthSync, intrinsics_from_camera_info
 from clipseg_ros.ros.diagnostics import SegmentStats
-from clipseg_ros.ros.image_codec import compressed_to_rgb, image_to_rgb, numpy_to_image
+from clipseg_ros.ros.image_codec import compressed_to_rgb, image_to_rgb, mask_to_image, numpy_to_image
 from clipseg_ros.ros.input_qos import MatchedSubscription
 from clipseg_ros.ros.messages import marker_array, point_cloud, segmentation_message
 from clipseg_ros.segmenter import SegmentationResult
@@ -149,8 +149,7 @@ class Camera:
         """The outputs someone reads (encoding costs milliseconds per output at camera sizes)."""
         wants = {name: p.get_subscription_count() > 0 for name, p in self._publishers.items()}
         if wants["mask"]:
-            mask = np.where(result.masks.any(axis=0), 255, 0).astype(np.uint8)
-            self._publishers["mask"].publish(numpy_to_image(mask, "mono8", header))
+            self._publishers["mask"].publish(mask_to_image(result.masks.any(axis=0), header))
         if wants["probability"]:
             self._publishers["probability"].publish(numpy_to_image(result.probabilities.max(axis=0), "32FC1", header))
         wants["overlay"] = wants["overlay"] and settings.overlay_alpha is not None

@@ -88,7 +88,7 @@ def depth_from_messages(depth: Image, camera_info: CameraInfo) -> DepthInput:
 
     Raises ValueError (ImageDecodeError is one) naming what is wrong: encoding, size, a K of zeros.
     """
-    limits.check_depth_encoding(depth.encoding)
+    limits.check_choice("depth encoding", depth.encoding, limits.DEPTH_ENCODINGS)
     return DepthInput(image_to_numpy(depth), depth.encoding, intrinsics_from_camera_info(camera_info))
 
 

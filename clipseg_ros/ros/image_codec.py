@@ -121,6 +121,11 @@ def _check_encoding(encoding: str, accepted: tuple[str, ...], use: str) -> None:
         raise ImageDecodeError(f"unsupported encoding {encoding!r} for {use}; accepted: {', '.join(accepted)}")
 
 
+def mask_to_image(mask: np.ndarray, header: Header | None = None) -> Image:
+    """A mono8 mask message, 255 where `mask` (H, W bool) is set: the inverse of mask_to_numpy."""
+    return numpy_to_image(mask.view(np.uint8) * np.uint8(255), "mono8", header)
+
+
 def is_empty(msg: Image) -> bool:
     return msg.width == 0 or msg.height == 0
 

@@ -20,7 +20,7 @@ from clipseg_ros.overlay import label_colors
 from clipseg_ros.perception import Instance, Perception, Points
 from clipseg_ros.segmenter import SegmentationResult
 
-from .image_codec import numpy_to_image
+from .image_codec import mask_to_image, numpy_to_image
 
 # PointCloud2 layout of `Points`: what Nav2's costmap layers read (x, y, z) and what a grasp planner filters on.
 POINT_DTYPE = np.dtype(
@@ -47,7 +47,7 @@ def segmentation_message(
 ) -> Segmentation:
     """Everything of one frame: per-prompt masks and scores (and probabilities if asked), and the instances."""
     msg = Segmentation(header=header, labels=list(result.labels), threshold=float(result.threshold))
-    msg.masks = [numpy_to_image(mask.view(np.uint8) * np.uint8(255), "mono8", header) for mask in result.masks]
+    msg.masks = [mask_to_image(mask, header) for mask in result.masks]
     msg.scores = [float(score) for score in result.scores]
     if with_probabilities:
         msg.probabilities = [numpy_to_image(p, "32FC1", header) for p in result.probabilities]
@@ -70,7 +70,7 @@ def instance_messages(header: Header, instances: tuple[Instance, ...]) -> list[I
             area=instance.area,
             centroid_x=instance.centroid[0],
             centroid_y=instance.centroid[1],
-            mask=numpy_to_image(instance.mask.view(np.uint8) * np.uint8(255), "mono8", header),
+            mask=mask_to_image(instance.mask, header),
             has_3d=instance.has_3d,
             point_count=instance.point_count,
         )

@@ -58,7 +58,14 @@ from clipseg_ros.ros.camera import Camera, Frame, InputSettings, OutputSettings,
 from clipseg_ros.ros.depth_sync import depth_from_messages
 from clipseg_ros.ros.diagnostics import diagnostic_array
 from clipseg_ros.ros.frame_mailbox import FrameMailbox
-from clipseg_ros.ros.image_codec import ImageDecodeError, image_to_rgb, is_empty, mask_to_numpy, numpy_to_image
+from clipseg_ros.ros.image_codec import (
+    ImageDecodeError,
+    image_to_rgb,
+    is_empty,
+    mask_to_image,
+    mask_to_numpy,
+    numpy_to_image,
+)
 from clipseg_ros.ros.messages import instance_messages
 from clipseg_ros.srv import Segment
 
@@ -354,12 +361,14 @@ class SegmentNode(LifecycleNode):
     def _on_visual_prompt(self, msg: VisualPromptMsg) -> None:
         label = msg.label.strip() or "visual"
         try:
+            # Decoded before taking the lock: the worker needs it for every frame.
+            max_pixels = self._settings.max_image_pixels
+            prompt = None if is_empty(msg.image) else visual_prompt_from_msg(msg, label, max_pixels)
             with self._state_lock:
-                if is_empty(msg.image):
+                if prompt is None:
                     if self._visual_prompts.pop(label, None) is None:
                         return
                 else:
-                    prompt = visual_prompt_from_msg(msg, label, self._settings.max_image_pixels)
                     count = len(self._settings.prompts) + len(self._visual_prompts)
                     if label not in self._visual_prompts and count >= limits.MAX_PROMPTS:
                         raise ValueError(f"already {limits.MAX_PROMPTS} prompts")
@@ -373,21 +382,19 @@ class SegmentNode(LifecycleNode):
     # -- worker: the newest frame of each camera --------------------------------------------------
 
     def _work(self, mailbox: FrameMailbox) -> None:
-        pending: dict[str, Frame] = {}
         last_start: float | None = None
         while not mailbox.closed:
-            # The rate limit is read afresh on every pass: a change applies to the next frame.
+            # The rate limit is read afresh on every pass, so a change applies to the next frame; frames
+            # arriving while it is waited out replace each other in the mailbox.
             rate = self._settings.max_rate_hz
-            ready_at = last_start + 1.0 / rate if rate > 0 and last_start is not None else 0.0
-            wait = ready_at - time.monotonic() if pending else 0.1
-            for name, frame in mailbox.take(timeout=min(max(wait, 0.0), 0.1)).items():
-                if name in pending:
-                    mailbox.dropped[name] += 1
-                pending[name] = frame
-            if not pending or time.monotonic() < ready_at or mailbox.closed:
+            delay = last_start + 1.0 / rate - time.monotonic() if rate > 0 and last_start is not None else 0.0
+            if delay > 0:
+                time.sleep(min(delay, 0.1))
+                continue
+            batch = mailbox.take(timeout=0.1)
+            if not batch or mailbox.closed:
                 continue
             last_start = time.monotonic()
-            batch, pending = pending, {}
             try:
                 self._segment(batch)
             except Exception as exc:  # the worker must outlive any single frame
@@ -472,7 +479,7 @@ class SegmentNode(LifecycleNode):
         response.success = True
         response.header = header
         response.labels = list(result.labels)
-        response.masks = [numpy_to_image(m.astype("uint8") * 255, "mono8", header) for m in result.masks]
+        response.masks = [mask_to_image(m, header) for m in result.masks]
         response.probabilities = [numpy_to_image(p, "32FC1", header) for p in result.probabilities]
         response.scores = [float(s) for s in result.scores]
         response.instances = instance_messages(header, perception.instances)
