@@ -244,13 +244,17 @@ def test_signal_while_frames_and_a_call_are_in_flight(probe, tiny_checkpoint, tm
         streamer.start()
         try:
             assert mask.wait(timeout=60) is not None, node.log()
-            request = Segment.Request(image=frame(7, 640, 480), prompts=[f"p{i}" for i in range(8)])
+            # A small image (one shared-memory sample, no fragments to lose) with a long computation: 8 prompts
+            # at 512x512 take the tiny model 0.2-0.4 s here, so the signal comes while the call is computed.
+            request = Segment.Request(image=frame(7, 160, 120), prompts=[f"p{i}" for i in range(8)])
             future = client.call_async(request)
-            time.sleep(0.05)  # the call is now with the node
+            time.sleep(0.05)
             elapsed = _stop_and_time(node, sig)
             answered = threading.Event()
             future.add_done_callback(lambda _: answered.set())
-            assert answered.wait(5.0), "the call in flight was never answered"
+            assert answered.wait(5.0), "the call in flight was never answered\n" + node.log()
+            response = future.result()
+            assert not response.success and response.message == "the node is shutting down", response.message
         finally:
             stop.set()
             streamer.join()

@@ -135,7 +135,7 @@ class PromptSet:
 
 
 class SegmentNode(LifecycleNode):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, closing: threading.Event | None = None, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         parameters.declare(self)
         self.failure: StartupError | None = None  # why the last configure failed
@@ -154,7 +154,8 @@ class SegmentNode(LifecycleNode):
         self._active = False
         self._entities: list = []  # what configure created and cleanup destroys
         self._finalized = False
-        self.closing = False  # set on SIGINT/SIGTERM: service calls still arriving are answered with a refusal
+        # Set on SIGINT/SIGTERM: the call being computed and calls still arriving are answered with a refusal.
+        self.closing = closing or threading.Event()
         self.last_answer = 0.0  # time.monotonic() of the last service answer
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -343,7 +344,7 @@ class SegmentNode(LifecycleNode):
 
     def _on_frame(self, frame: Frame) -> None:
         mailbox = self._mailbox
-        if mailbox is not None and not self.closing:
+        if mailbox is not None and not self.closing.is_set():
             mailbox.put(frame.camera, frame)
 
     def _update_subscriptions(self) -> None:
@@ -439,12 +440,16 @@ class SegmentNode(LifecycleNode):
     def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         """Runs the model in the executor's thread (one caller at a time with the worker, by the engine's lock)."""
         response = self._answer(request, response)
+        if self.closing.is_set() and response.success:
+            # A full answer is megabytes that would still be in transit when the node is destroyed, and lost
+            # under load; a short refusal arrives.
+            response = Segment.Response(success=False, message="the node is shutting down")
         self.last_answer = time.monotonic()
         return response
 
     def _answer(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         try:
-            if self.closing:
+            if self.closing.is_set():
                 raise ValueError("the node is shutting down")
             if not self._active:
                 raise ValueError("the node is not active: activate it (lifecycle) before calling")
@@ -589,7 +594,7 @@ def main(args: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    node = SegmentNode()
+    node = SegmentNode(closing=stop)
     try:
         if node.autostart():
             node.trigger_configure()
@@ -602,7 +607,6 @@ def main(args: list[str] | None = None) -> int:
             # A bounded wait, so that the signal flag is seen even when nothing else happens.
             executor.spin_once(timeout_sec=0.2)
         # Calls that reached the node but not its service callback yet get an answer, not silence.
-        node.closing = True
         least, linger, most = CLOSING_DRAIN_S
         started = time.monotonic()
         while (now := time.monotonic()) < started + most and (now < started + least or now < node.last_answer + linger):
