@@ -108,7 +108,12 @@ def run_round(index: int, situation: str, sig: int, weights: Path, args, workdir
         if future is not None:
             done = threading.Event()
             future.add_done_callback(lambda _: done.set())
-            answered = done.wait(5.0)
+            # What the caller got: the refusal's reason, or "success" when the call ended before the signal.
+            if done.wait(5.0):
+                response = future.result()
+                answered = "success" if response.success else response.message
+            else:
+                answered = False
     finally:
         stop.set()
         executor.shutdown()
@@ -146,7 +151,7 @@ def main() -> None:
             answered = result["answered"]
             ok = result["code"] == 0 and result["exit_s"] <= 2.0 and result["clean_log"] and answered is not False
             rounds.append((ok, result))
-            call = "" if answered is None else f", call {'answered' if answered else 'NOT answered'}"
+            call = "" if answered is None else f", call {f'answered: {answered}' if answered else 'NOT answered'}"
             log = "clean" if result["clean_log"] else "ERROR/traceback"
             print(
                 f"{index + 1:2} {situation:13} {result['signal']:8} exit {result['code']} in {result['exit_s']:.2f} s, "

@@ -73,9 +73,8 @@ def _rviz(context):
     topics = launch_args.rviz_topics(_arg(context, "namespace"), _arg(context, "image"), cameras)
     with open(os.path.join(SHARE, "config", "segment.rviz")) as template:
         config = _written(launch_args.rviz_config(template.read(), topics), ".rviz")
-    shown = f"camera {cameras[0]} of {cameras}: " if len(cameras) > 1 else ""
     return [
-        LogInfo(msg=f"rviz2 shows {shown}{topics['Camera']}, {topics['Overlay']}, {topics['Mask']}"),
+        LogInfo(msg=f"rviz2 shows {', '.join(topic for topic in topics.values())}"),
         Node(package="rviz2", executable="rviz2", arguments=["-d", config], output="screen"),
     ]
 

@@ -95,13 +95,27 @@ def test_dds_profile_none_means_unset():
         ("robot1", "image", [], ("/robot1/image", "/robot1/clipseg/overlay", "/robot1/clipseg/mask")),
         ("/robot1/", "/camera/color/image_raw", [], ("/camera/color/image_raw", "/robot1/clipseg/overlay",
                                                     "/robot1/clipseg/mask")),
-        ("robot1", "image", ["front", "left"], ("/robot1/front/image", "/robot1/clipseg/front/overlay",
-                                               "/robot1/clipseg/front/mask")),
     ],
 )
-def test_rviz_topics_follow_namespace_and_cameras(namespace, image, cameras, expected):
+def test_rviz_topics_follow_namespace(namespace, image, cameras, expected):
     topics = launch_args.rviz_topics(namespace, image, cameras)
     assert (topics["Camera"], topics["Overlay"], topics["Mask"]) == expected
+
+
+def test_rviz_shows_every_camera():
+    topics = launch_args.rviz_topics("robot1", "image", ["front", "left"])
+    assert list(topics) == [f"{camera} {display}" for camera in ("front", "left")
+                            for display in ("Camera", "Overlay", "Mask", "Points", "Markers")]
+    assert topics["front Camera"] == "/robot1/front/image" and topics["left Camera"] == "/robot1/left/image"
+    assert topics["left Overlay"] == "/robot1/clipseg/left/overlay"
+    assert topics["left Points"] == "/robot1/clipseg/left/points"
+    config = yaml.safe_load(launch_args.rviz_config(RVIZ_CONFIG.read_text(), topics))
+    displays = config["Visualization Manager"]["Displays"]
+    assert {d["Name"]: d["Topic"]["Value"] for d in displays} == topics
+    # Each copy keeps its display's kind and settings: the left mask is an image display like the template's.
+    template = {d["Name"]: d for d in yaml.safe_load(RVIZ_CONFIG.read_text())["Visualization Manager"]["Displays"]}
+    left_mask = next(d for d in displays if d["Name"] == "left Mask")
+    assert {**left_mask, "Name": "Mask", "Topic": template["Mask"]["Topic"]} == template["Mask"]
 
 
 def test_rviz_config_changes_only_the_topics():

@@ -7,6 +7,8 @@ them with the arguments' performed values. Topic names are expanded by rclpy, as
 
 from __future__ import annotations
 
+import copy
+
 import yaml
 from rclpy.expand_topic_name import expand_topic_name
 
@@ -57,26 +59,42 @@ def dds_profile_off(profile: str) -> bool:
 
 
 def rviz_topics(namespace: str, image: str, cameras: list[str]) -> dict[str, str]:
-    """The topics rviz shows: the (first) camera's input and the node's overlay, mask, points and markers for it."""
+    """The topic of each rviz display, by display name: the camera's input and the node's overlay, mask, points
+    and markers for it; with several cameras, each camera's displays are named `<camera> <display>`."""
     namespace = "/" + namespace.strip("/")
-    camera = f"{cameras[0]}/" if cameras else ""
+    if not cameras:
+        return _camera_topics(namespace, image, "")
     return {
-        "Camera": expand_topic_name(f"{camera}image" if cameras else image, NODE_NAME, namespace),
-        "Overlay": expand_topic_name(f"~/{camera}overlay", NODE_NAME, namespace),
-        "Mask": expand_topic_name(f"~/{camera}mask", NODE_NAME, namespace),
-        "Points": expand_topic_name(f"~/{camera}points", NODE_NAME, namespace),
-        "Markers": expand_topic_name(f"~/{camera}markers", NODE_NAME, namespace),
+        f"{camera} {display}": topic
+        for camera in cameras
+        for display, topic in _camera_topics(namespace, f"{camera}/image", f"{camera}/").items()
+    }
+
+
+def _camera_topics(namespace: str, image: str, prefix: str) -> dict[str, str]:
+    return {
+        "Camera": expand_topic_name(image, NODE_NAME, namespace),
+        "Overlay": expand_topic_name(f"~/{prefix}overlay", NODE_NAME, namespace),
+        "Mask": expand_topic_name(f"~/{prefix}mask", NODE_NAME, namespace),
+        "Points": expand_topic_name(f"~/{prefix}points", NODE_NAME, namespace),
+        "Markers": expand_topic_name(f"~/{prefix}markers", NODE_NAME, namespace),
     }
 
 
 def rviz_config(template: str, topics: dict[str, str]) -> str:
-    """config/segment.rviz with each image display (by name) pointed at its topic in `topics`."""
+    """config/segment.rviz with one copy of its displays per camera in `topics` (see rviz_topics), each pointed
+    at its topic."""
     config = yaml.safe_load(template)
-    displays = config["Visualization Manager"]["Displays"]
-    missing = set(topics) - {display["Name"] for display in displays}
-    if missing:
-        raise ValueError(f"rviz config has no display named {sorted(missing)}")
-    for display in displays:
-        if display["Name"] in topics:
-            display["Topic"]["Value"] = topics[display["Name"]]
+    manager = config["Visualization Manager"]
+    by_name = {display["Name"]: display for display in manager["Displays"]}
+    displays = []
+    for name, topic in topics.items():
+        kind = name.rsplit(" ", 1)[-1]
+        if kind not in by_name:
+            raise ValueError(f"rviz config has no display named {kind!r}")
+        display = copy.deepcopy(by_name[kind])
+        display["Name"] = name
+        display["Topic"]["Value"] = topic
+        displays.append(display)
+    manager["Displays"] = displays
     return yaml.safe_dump(config, sort_keys=False)
