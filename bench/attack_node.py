@@ -154,7 +154,8 @@ class Probe(Node):
         self._segment_clients: dict[str, object] = {}
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self)
-        threading.Thread(target=self._executor.spin, daemon=True).start()
+        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
+        self._spinner.start()
 
     def listen(self, msg_type, topic: str, qos: QoSProfile) -> None:
         self.received[topic] = []
@@ -215,6 +216,7 @@ class Probe(Node):
 
     def close(self) -> None:
         self._executor.shutdown()
+        self._spinner.join()
         self.destroy_node()
 
 

@@ -98,6 +98,7 @@ def run_setup(setup: str, weights: Path, seconds: float, rate: float, workdir: P
         }
     finally:
         executor.shutdown()
+        spinner.join()
         client.destroy_node()
         for node in nodes:
             node.terminate()

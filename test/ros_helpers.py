@@ -131,6 +131,7 @@ class Probe(Node):
 
     def close(self) -> None:
         self._executor.shutdown()
+        self._thread.join()  # out of rclpy before its context is shut down
         self.destroy_node()
 
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import rclpy
 import torch
+from rclpy.executors import SingleThreadedExecutor
 
 from clipseg_ros.checkpoints import DEFAULT_WEIGHTS, save_hf
 from clipseg_ros.model import ClipSeg, ClipSegConfig
@@ -130,9 +131,12 @@ class DemoRun:
         if self.args.synthetic:  # before any ROS thread: training has the process to itself
             self.shapes = self._shapes_model()
         rclpy.init()
+        executor = SingleThreadedExecutor()
+        client = spinner = None
         try:
             client = DemoClient()
-            spinner = threading.Thread(target=rclpy.spin, args=(client,), daemon=True)
+            executor.add_node(client)
+            spinner = threading.Thread(target=executor.spin, daemon=True)
             spinner.start()
             code = self._start_node(client)
             if code == EXIT_WEIGHTS_UNAVAILABLE and self.args.fallback_synthetic and not self.shapes:
@@ -155,6 +159,13 @@ class DemoRun:
             return tour.run()
         finally:
             self._stop_processes()
+            # The spinning thread leaves rclpy before the context goes: shutting down under it aborted the process
+            # at exit now and then ("terminate called without an active exception").
+            executor.shutdown()
+            if spinner is not None:
+                spinner.join()
+            if client is not None:
+                client.destroy_node()
             rclpy.try_shutdown()
 
     def _shapes_model(self) -> ShapesModel:
@@ -281,18 +292,14 @@ class PhotoTour:
         say(f"prompts over /clipseg/prompt -> label_info {labels}")
         overlays = self.client.collect("overlay", lambda msg, _: sizes.get((msg.height, msg.width)), len(sizes), 120.0)
         written = [self.demo.write(f"topic_{name}.png", image_to_rgb(msg)) for name, (msg, _) in overlays.items()]
+
         def photo_with_its_frame(msg, frame) -> str | None:
             # Only once its camera frame is here too: the 3D picture is drawn on it.
             if frame is None or msg.labels != labels:
                 return None
             return sizes.get((msg.masks[0].height, msg.masks[0].width))
 
-        segmentations = self.client.collect(
-            "segmentation",
-            photo_with_its_frame,
-            len(sizes),
-            60.0,
-        )
+        segmentations = self.client.collect("segmentation", with_depth(photo_with_its_frame), len(sizes), 60.0)
         records = []
         for name, (msg, frame) in segmentations.items():
             plane = synthetic_depth([], frame.shape[:2], PHOTO_PLANE_M)
@@ -389,7 +396,7 @@ class ShapesTour:
             say(f"scene {k + 1}: prompts over /clipseg/prompt -> label_info {labels}")
             overlays = self.client.collect("overlay", showing(image), 1, 60.0)
             written += [self.demo.write(f"topic_scene{k + 1}.png", image_to_rgb(msg)) for msg, _ in overlays.values()]
-            segmentations = self.client.collect("segmentation", showing(image, labels), 1, 30.0)
+            segmentations = self.client.collect("segmentation", with_depth(showing(image, labels)), 1, 30.0)
             for msg, frame in segmentations.values():
                 rendered = synthetic_depth([mask for _, mask in shapes], image.shape[:2])
                 path, record = self.demo.perception(self.client, f"scene{k + 1}", msg, frame, rendered)
@@ -443,6 +450,12 @@ def showing(image: np.ndarray, labels: list[str] | None = None):
         return "it" if frame is not None and np.array_equal(frame, image) else None
 
     return key
+
+
+def with_depth(key):
+    """`key`, for segmentations paired with their depth frame only. Under load the node may segment a frame before
+    its depth frame has arrived: that one is published without 3D, and the camera's next one is taken."""
+    return lambda msg, frame: key(msg, frame) if msg.has_depth else None
 
 
 def instance_record(instance, rendered_mm: np.ndarray) -> dict:
