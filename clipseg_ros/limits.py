@@ -147,6 +147,9 @@ DEFAULT_SYNC_TOLERANCE_S = 0.05
 MAX_SYNC_TOLERANCE_S = 1.0
 # Depth frames kept to pair with colour frames: 0.3 s at 30 Hz, more than a colour frame waits in the node.
 DEPTH_HISTORY = 10
+# A depth stream whose newest frame is this much older than a colour frame is taken as stopped: colour frames
+# then go on without 3D at once instead of waiting for depth that is not coming.
+DEPTH_STREAM_LIVE_S = 1.0
 
 
 def check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:

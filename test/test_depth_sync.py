@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -47,6 +50,49 @@ def test_newest_pair_is_the_newest_colour_frame_with_a_depth_partner():
     pairer.add_depth(301, "d301")
     assert pairer.newest_pair() == ((300, "c300"), (301, "d301"))
     assert StampPairer(tolerance=1).newest_pair() is None
+
+
+def _timed_match(pairer: StampPairer, stamp: float, wait_s: float):
+    started = time.monotonic()
+    found = pairer.match(stamp, wait_s)
+    return found, time.monotonic() - started
+
+
+def test_a_colour_frame_waits_for_its_depth_frame_still_on_its_way():
+    pairer = StampPairer(tolerance=0.02, live=1.0)
+    pairer.add_depth(0.967, "d0.967")  # the live stream is one frame behind the colour frame at 1.000
+    late = threading.Timer(0.2, pairer.add_depth, args=(1.001, "d1.001"))
+    late.start()
+    found, took = _timed_match(pairer, 1.000, wait_s=10.0)
+    late.join()
+    assert found == (1.001, "d1.001")
+    assert 0.15 < took < 5.0, took  # it waited for the frame, and stopped waiting when it came
+
+
+@pytest.mark.parametrize(
+    ("depth", "why"),
+    [
+        ((), "no depth stream"),
+        ((0.5,), "a stream that stopped: its newest frame is older than `live`"),
+        ((0.967, 1.05), "the stream is past the colour frame without a partner: none can come"),
+        ((0.99,), "a partner is here (a closer one might come: not waited for)"),
+    ],
+)
+def test_no_wait_when_no_partner_can_come_or_one_is_here(depth, why):
+    pairer = StampPairer(tolerance=0.02, live=0.4)
+    for stamp in depth:
+        pairer.add_depth(stamp, stamp)
+    found, took = _timed_match(pairer, 1.000, wait_s=10.0)
+    assert took < 2.0, why
+    assert found == ((0.99, 0.99) if depth == (0.99,) else None), why
+
+
+def test_the_wait_is_bounded_when_the_partner_never_comes():
+    pairer = StampPairer(tolerance=0.02, live=1.0)
+    pairer.add_depth(0.967, "d0.967")
+    found, took = _timed_match(pairer, 1.000, wait_s=0.3)
+    assert found is None and 0.25 < took < 5.0, took
+    assert StampPairer(tolerance=0.02).match(1.0, wait_s=10.0) is None  # no `live`: never waits
 
 
 def test_bad_settings_are_refused():

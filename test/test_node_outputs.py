@@ -48,6 +48,7 @@ def graph(probe, tiny_checkpoint, tmp_path_factory):
         "prompts": "[cup]",
         "threshold": "0.01",
         "depth.enabled": "true",
+        "depth.sync_tolerance_s": "0.5",  # how long a colour frame may wait for its depth frame, too
         "points.stride": "8",
     }
     node = NodeProcess(tmp, NAME, params)
@@ -119,6 +120,28 @@ def test_missing_depth_keeps_2d_outputs_and_marks_3d_unavailable(graph):
     assert not segmentation.has_depth
     assert len(segmentation.instances) == 1 and not segmentation.instances[0].has_3d
     assert inboxes["points"].wait(lambda m: same_stamp(m, 20), timeout=1.0) is None
+
+
+def test_a_depth_frame_arriving_after_its_colour_frame_still_gives_3d(graph):
+    """Depth comes on its own topic, often after colour, and a fast model is done before it arrives: while the depth
+    stream is live and behind, the node waits for the frame's depth (at most depth.sync_tolerance_s)."""
+    probe, node, _, publishers, inboxes = graph
+    for seconds in range(30, 35):  # a few tries: one colour frame may be lost to a busy machine
+        publishers["camera_info"].publish(camera_info(seconds))
+        publishers["depth_info"].publish(camera_info(seconds))
+        behind = depth_frame(seconds - 1)
+        behind.header.stamp.nanosec = 200_000_000  # 0.8 s behind: live, and too far to pair
+        publishers["depth"].publish(behind)
+        time.sleep(0.2)
+        publishers["image"].publish(frame(seconds))
+        time.sleep(0.1)  # the tiny model is done with the colour frame by now
+        publishers["depth"].publish(depth_frame(seconds))
+        segmentation = inboxes["segmentation"].wait(lambda m, s=seconds: same_stamp(m, s), timeout=3.0)
+        if segmentation is not None:
+            break
+    assert segmentation is not None, node.log()
+    assert segmentation.has_depth and segmentation.instances[0].has_3d
+    assert segmentation.instances[0].centroid_3d.z == pytest.approx(WALL_MM / 1000, abs=0.01)
 
 
 def test_service_answers_instances_with_the_request_depth(graph):

@@ -6,13 +6,17 @@ gives the depth frame for a colour header, decoded for `clipseg_ros.perception`.
 
 Rules: a colour frame pairs with the depth frame whose stamp is closest to its own, if within the tolerance
 (a tie goes to the newer depth frame); an older depth frame is stale, and the colour frame goes on without 3D.
-Only the last `history` depth frames are kept, so memory is flat however fast depth arrives.
+Depth and colour come on separate topics, so a colour frame's depth frame may still be on its way when the model
+is done with the colour frame: while a live depth stream is behind it, the colour frame waits for its depth frame,
+at most the tolerance (in seconds). Only the last `history` depth frames are kept, so memory is flat however fast
+depth arrives.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from typing import Generic, TypeVar
 
 from sensor_msgs.msg import CameraInfo, Image
@@ -29,26 +33,41 @@ Item = TypeVar("Item")
 class StampPairer(Generic[Item]):
     """Newest colour/depth pairs within `tolerance` of each other; thread-safe (callbacks add, a worker pairs)."""
 
-    def __init__(self, tolerance: float, history: int = limits.DEPTH_HISTORY) -> None:
+    def __init__(self, tolerance: float, history: int = limits.DEPTH_HISTORY, live: float | None = None) -> None:
+        """`live`: a depth stream whose newest frame is older than this (in stamp units) is taken as stopped; no
+        colour frame waits for it. None: never wait."""
         if not tolerance >= 0:
             raise ValueError(f"stamp tolerance must be >= 0, got {tolerance!r}")
         limits.check_count("depth history", history, 1)
         self.tolerance = tolerance
         self._history = history
+        self._live = live
         self._lock = threading.Lock()
+        self._depth_arrived = threading.Condition(self._lock)
         self._depth: list[tuple[float, Item]] = []  # sorted by stamp
         self._colour: list[tuple[float, Item]] = []
 
     def add_depth(self, stamp: float, item: Item) -> None:
         self._add(self._depth, stamp, item)
+        with self._depth_arrived:
+            self._depth_arrived.notify_all()
 
     def add_colour(self, stamp: float, item: Item) -> None:
         self._add(self._colour, stamp, item)
 
-    def match(self, stamp: float) -> tuple[float, Item] | None:
-        """The depth frame (stamp, item) closest to a colour stamp, or None when none is within tolerance."""
-        with self._lock:
-            return self._closest(stamp)
+    def match(self, stamp: float, wait_s: float = 0.0) -> tuple[float, Item] | None:
+        """The depth frame (stamp, item) closest to a colour stamp, or None when none is within tolerance.
+
+        With `wait_s`, a colour frame that has no partner yet while the live depth stream is behind it waits for
+        one up to `wait_s` seconds (returning as soon as a partner, or a depth frame past it, arrives)."""
+        deadline = time.monotonic() + wait_s
+        with self._depth_arrived:
+            while (found := self._closest(stamp)) is None and self._behind(stamp):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._depth_arrived.wait(left)
+            return found
 
     def newest_pair(self) -> tuple[tuple[float, Item], tuple[float, Item]] | None:
         """The newest colour frame that has a depth frame within tolerance, and that depth frame."""
@@ -64,6 +83,13 @@ class StampPairer(Generic[Item]):
             # Out-of-order arrivals (several publishers, a replayed bag) still land in stamp order.
             bisect.insort(frames, (stamp, item), key=lambda frame: frame[0])
             del frames[: -self._history]
+
+    def _behind(self, stamp: float) -> bool:
+        """Whether the depth stream is live and has not yet reached `stamp`: its next frame may pair with it."""
+        if self._live is None or not self._depth:
+            return False
+        newest = self._depth[-1][0]
+        return stamp - self._live <= newest < stamp
 
     def _closest(self, stamp: float) -> tuple[float, Item] | None:
         best = None
@@ -97,7 +123,10 @@ class DepthSync:
 
     def __init__(self, tolerance_s: float = limits.DEFAULT_SYNC_TOLERANCE_S, history: int = limits.DEPTH_HISTORY):
         limits.check_positive_number("depth sync tolerance (s)", tolerance_s, limits.MAX_SYNC_TOLERANCE_S)
-        self._pairer: StampPairer[Image] = StampPairer(round(tolerance_s * 1e9), history)
+        self._wait_s = tolerance_s
+        self._pairer: StampPairer[Image] = StampPairer(
+            round(tolerance_s * 1e9), history, live=round(limits.DEPTH_STREAM_LIVE_S * 1e9)
+        )
         self._camera_info: CameraInfo | None = None
 
     def add_depth(self, msg: Image) -> None:
@@ -109,9 +138,10 @@ class DepthSync:
         self._camera_info = msg
 
     def match(self, header: Header) -> DepthInput | None:
-        """The depth frame paired with the colour frame of `header`; None when none is within the tolerance
-        (missing or stale depth) or no depth camera_info has arrived yet. Raises ValueError for a bad frame."""
-        paired = self._pairer.match(stamp_ns(header))
+        """The depth frame paired with the colour frame of `header` (waiting for it at most the tolerance while
+        the depth stream is behind); None when none is within the tolerance (missing or stale depth) or no depth
+        camera_info has arrived yet. Raises ValueError for a bad frame."""
+        paired = self._pairer.match(stamp_ns(header), self._wait_s)
         camera_info = self._camera_info
         if paired is None or camera_info is None:
             return None

@@ -196,7 +196,7 @@ SPECS: dict[str, Spec] = {
     "depth.sync_tolerance_s": Spec(
         "float",
         limits.DEFAULT_SYNC_TOLERANCE_S,
-        "colour and depth stamps closer than this are one frame",
+        "colour and depth stamps closer than this are one frame; also the longest a frame waits for its depth",
         check=_engine_check(
             lambda v: limits.check_positive_number("depth.sync_tolerance_s", v, limits.MAX_SYNC_TOLERANCE_S)
         ),
