@@ -54,8 +54,8 @@ def test_newest_pair_is_the_newest_colour_frame_with_a_depth_partner():
 
 def _timed_match(pairer: StampPairer, stamp: float, wait_s: float):
     started = time.monotonic()
-    found = pairer.match(stamp, wait_s)
-    return found, time.monotonic() - started
+    pairer.wait_for_partner(stamp, wait_s)
+    return pairer.match(stamp), time.monotonic() - started
 
 
 def test_a_colour_frame_waits_for_its_depth_frame_still_on_its_way():
@@ -92,7 +92,9 @@ def test_the_wait_is_bounded_when_the_partner_never_comes():
     pairer.add_depth(0.967, "d0.967")
     found, took = _timed_match(pairer, 1.000, wait_s=0.3)
     assert found is None and 0.25 < took < 5.0, took
-    assert StampPairer(tolerance=0.02).match(1.0, wait_s=10.0) is None  # no `live`: never waits
+    never = StampPairer(tolerance=0.02)  # no `live`: never waits, even for a stream behind the colour frame
+    never.add_depth(0.967, "d0.967")
+    assert _timed_match(never, 1.000, wait_s=10.0) == (None, pytest.approx(0.0, abs=2.0))
 
 
 def test_bad_settings_are_refused():

@@ -24,6 +24,7 @@ from std_msgs.msg import Header, String
 
 from clipseg_ros import limits
 from clipseg_ros.ros.image_codec import image_to_numpy
+from clipseg_ros.ros.segment_node import SHUTTING_DOWN
 from clipseg_ros.srv import Segment
 
 NAME = "clipseg_hard"
@@ -254,7 +255,7 @@ def test_signal_while_frames_and_a_call_are_in_flight(probe, tiny_checkpoint, tm
             future.add_done_callback(lambda _: answered.set())
             assert answered.wait(5.0), "the call in flight was never answered\n" + node.log()
             response = future.result()
-            assert not response.success and response.message == "the node is shutting down", response.message
+            assert not response.success and response.message == SHUTTING_DOWN, response.message
         finally:
             stop.set()
             streamer.join()

@@ -178,6 +178,13 @@ class Camera:
             if wants["markers"]:  # also without depth: it clears the boxes of earlier frames
                 self._publishers["markers"].publish(marker_array(header, result.labels, perception.instances))
 
+    def await_depth(self, header: Header) -> None:
+        """Before a frame's outputs are published: its depth frame, if still on its way, gets up to the sync
+        tolerance to arrive, when someone reads the 3D outputs."""
+        readers = sum(self._publishers[name].get_subscription_count() for name in self.PERCEPTION_OUTPUTS)
+        if self.depth is not None and readers:
+            self.depth.wait_for(header)
+
     def perceive(
         self,
         header: Header,

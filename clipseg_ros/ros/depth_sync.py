@@ -55,19 +55,21 @@ class StampPairer(Generic[Item]):
     def add_colour(self, stamp: float, item: Item) -> None:
         self._add(self._colour, stamp, item)
 
-    def match(self, stamp: float, wait_s: float = 0.0) -> tuple[float, Item] | None:
-        """The depth frame (stamp, item) closest to a colour stamp, or None when none is within tolerance.
+    def match(self, stamp: float) -> tuple[float, Item] | None:
+        """The depth frame (stamp, item) closest to a colour stamp, or None when none is within tolerance."""
+        with self._lock:
+            return self._closest(stamp)
 
-        With `wait_s`, a colour frame that has no partner yet while the live depth stream is behind it waits for
-        one up to `wait_s` seconds (returning as soon as a partner, or a depth frame past it, arrives)."""
-        deadline = time.monotonic() + wait_s
+    def wait_for_partner(self, stamp: float, timeout_s: float) -> None:
+        """While a colour stamp has no partner and the live depth stream is behind it, wait for one, at most
+        `timeout_s` seconds (returning as soon as a partner, or a depth frame past it, arrives)."""
+        deadline = time.monotonic() + timeout_s
         with self._depth_arrived:
-            while (found := self._closest(stamp)) is None and self._behind(stamp):
+            while self._closest(stamp) is None and self._behind(stamp):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    break
+                    return
                 self._depth_arrived.wait(left)
-            return found
 
     def newest_pair(self) -> tuple[tuple[float, Item], tuple[float, Item]] | None:
         """The newest colour frame that has a depth frame within tolerance, and that depth frame."""
@@ -137,11 +139,15 @@ class DepthSync:
         """Subscription callback of the depth camera_info (its intrinsics rarely change: the latest is kept)."""
         self._camera_info = msg
 
+    def wait_for(self, header: Header) -> None:
+        """Give the depth frame of the colour frame of `header`, while it may still be on its way, at most the
+        tolerance to arrive. Not in the thread that runs the depth subscription: nothing could arrive."""
+        self._pairer.wait_for_partner(stamp_ns(header), self._wait_s)
+
     def match(self, header: Header) -> DepthInput | None:
-        """The depth frame paired with the colour frame of `header` (waiting for it at most the tolerance while
-        the depth stream is behind); None when none is within the tolerance (missing or stale depth) or no depth
-        camera_info has arrived yet. Raises ValueError for a bad frame."""
-        paired = self._pairer.match(stamp_ns(header), self._wait_s)
+        """The depth frame paired with the colour frame of `header`; None when none is within the tolerance
+        (missing or stale depth) or no depth camera_info has arrived yet. Raises ValueError for a bad frame."""
+        paired = self._pairer.match(stamp_ns(header))
         camera_info = self._camera_info
         if paired is None or camera_info is None:
             return None

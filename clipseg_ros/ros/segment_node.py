@@ -79,6 +79,7 @@ WORKER_JOIN_S = 1.5  # deactivation waits this long for the frame in flight
 # After a signal, calls already received are answered (refused) for at least this long, and the last answer
 # gets this much time to leave before the node is destroyed, up to a bound.
 CLOSING_DRAIN_S = (0.2, 0.1, 0.6)
+SHUTTING_DOWN = "the node is shutting down"  # what service calls get after a signal
 
 
 class StartupError(RuntimeError):
@@ -424,6 +425,8 @@ class SegmentNode(LifecycleNode):
         started = time.monotonic()
         results = self._segmenter.segment_batch(images, prompt_set.prompts, settings.threshold)
         inference_s = time.monotonic() - started
+        for frame in frames:  # outside the publish lock: a prompt change is not held up by a late depth frame
+            self._cameras[frame.camera].await_depth(frame.msg.header)
         with self._publish_lock:
             if not self._active:
                 return
@@ -443,14 +446,14 @@ class SegmentNode(LifecycleNode):
         if self.closing.is_set() and response.success:
             # A full answer is megabytes that would still be in transit when the node is destroyed, and lost
             # under load; a short refusal arrives.
-            response = Segment.Response(success=False, message="the node is shutting down")
+            response = Segment.Response(success=False, message=SHUTTING_DOWN)
         self.last_answer = time.monotonic()
         return response
 
     def _answer(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         try:
             if self.closing.is_set():
-                raise ValueError("the node is shutting down")
+                raise ValueError(SHUTTING_DOWN)
             if not self._active:
                 raise ValueError("the node is not active: activate it (lifecycle) before calling")
             settings = self._settings
