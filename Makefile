@@ -1,16 +1,18 @@
 # Everything a fresh machine needs comes from this repository's own files:
 #   make demo   the main job: the node on sample images, prompts over topic and service, overlays written
-#   make test   the whole suite (builds the environment first)
+#   make test   the whole suite (builds the environment first); by tier: make test-fast (unit: no ROS process,
+#               no network, about a minute), make test-ros (nodes in their own processes), make test-e2e
 # `make setup` is idempotent; a second run only re-installs what changed.
 
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 BUILD_DIR   ?= build/venv
-REQS        := requirements/runtime.txt requirements/onnx.txt requirements/ros.txt requirements/test.txt
+REQS        := requirements/runtime.txt requirements/onnx.txt requirements/ros.txt requirements/recordings.txt requirements/test.txt requirements/ray.txt
+NODEPS      := requirements/test-nodeps.txt
 ROS_ENV     := AMENT_PREFIX_PATH=$(abspath $(VENV)) CMAKE_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
 DEMO_ARGS   ?= --fallback-synthetic
 
-.PHONY: setup deps interfaces test lint demo bench clean
+.PHONY: setup deps interfaces test test-fast test-ros test-e2e lint demo bench docs clean
 
 setup: interfaces
 
@@ -18,8 +20,10 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # Pinned by requirements/constraints.txt; re-run only when a requirements file changes.
-$(VENV)/.deps: $(REQS) requirements/constraints.txt | $(PY)
+$(VENV)/.deps: $(REQS) $(NODEPS) requirements/constraints.txt | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check $(foreach r,$(REQS),-r $(r)) -c requirements/constraints.txt
+	# Packages whose declared dependencies would break this environment (each file says why): without them.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(NODEPS) -c requirements/constraints.txt
 	$(PY) scripts/fix_ros_wheel_cmake.py $(VENV)
 	touch $@
 
@@ -34,8 +38,18 @@ interfaces: deps
 	@$(ROS_ENV) cmake --build $(BUILD_DIR) -j2 > /dev/null
 	@$(ROS_ENV) cmake --install $(BUILD_DIR) > /dev/null
 
+# The quick tier first: a broken engine shows in a minute, not after the nodes and the demo.
 test: setup
-	$(VENV)/bin/pytest -q test
+	$(VENV)/bin/pytest -q test/unit test/ros test/e2e
+
+test-fast: setup
+	$(VENV)/bin/pytest -q test/unit
+
+test-ros: setup
+	$(VENV)/bin/pytest -q test/ros
+
+test-e2e: setup
+	$(VENV)/bin/pytest -q test/e2e
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -50,6 +64,10 @@ bench: setup
 	$(PY) bench/multi_camera.py
 	$(PY) bench/runtimes.py
 	$(PY) bench/attack_node.py
+
+# docs/parameters.md from the node's parameter specs (clipseg_ros/ros/node/parameters.py).
+docs: setup
+	$(PY) -P -m clipseg_ros.ros.node.parameter_reference
 
 clean:
 	rm -rf build $(VENV)

@@ -21,8 +21,9 @@ def requirements(name: str = "runtime.txt") -> list[str]:
 setup(
     packages=find_packages(include=["clipseg_ros", "clipseg_ros.*"]),
     install_requires=requirements(),
-    # The onnxruntime backend, clipseg-export and clipseg-quant-check: pip install .[onnx]
-    extras_require={"onnx": requirements("onnx.txt")},
+    # The onnxruntime backend, clipseg-export and clipseg-quant-check: pip install .[onnx]; clipseg-label-bags
+    # --ray: pip install .[ray]
+    extras_require={"onnx": requirements("onnx.txt"), "ray": ["ray>=2.40"]},
     data_files=[
         ("share/clipseg_ros", ["package.xml"]),
         ("share/clipseg_ros/launch", ["launch/segment.launch.py"]),
@@ -30,11 +31,11 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "clipseg-segment = clipseg_ros.cli:main",
-            "clipseg-train = clipseg_ros.train.train_command:main",
-            "clipseg-eval = clipseg_ros.train.eval_command:main",
-            "clipseg-export = clipseg_ros.export_command:main",
-            "clipseg-quant-check = clipseg_ros.quant_check:main",
+            "clipseg-segment = clipseg_ros.commands.segment:main",
+            "clipseg-train = clipseg_ros.commands.train:main",
+            "clipseg-eval = clipseg_ros.commands.evaluate:main",
+            "clipseg-export = clipseg_ros.commands.export:main",
+            "clipseg-quant-check = clipseg_ros.commands.quant_check:main",
         ]
     },
 )

@@ -1,7 +1,7 @@
 """Issue 9's attacks on the running segment node, re-measured: one row per attack, its figure and the target.
 
 A tiny random model; the node runs in its own process as a user starts it (`python -m
-clipseg_ros.ros.segment_node --ros-args ...`) and this script's client node attacks it as a hostile camera, a
+clipseg_ros.ros.node.segment_node --ros-args ...`) and this script's client node attacks it as a hostile camera, a
 careless user and a new maintainer would: rate wedge, decompression bombs (topic and service), the label race,
 broken checkpoint configs, a log flood, an integer for a float parameter, the limits, an offline start, then
 what held before (no crash, flat RSS at 30 Hz, the service under 4 concurrent clients) and SIGINT/SIGTERM
@@ -44,11 +44,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from clipseg_ros import limits
-from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine import limits
+from clipseg_ros.engine.checkpoints import save_hf
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import image_to_numpy, numpy_to_image
-from clipseg_ros.ros.segment_node import WARN_EVERY_S
+from clipseg_ros.ros.node.diagnostics import WARN_EVERY_S
 from clipseg_ros.srv import Segment
 
 BENCH = Path(__file__).resolve().parent
@@ -98,8 +98,8 @@ def start_node(workdir: Path, name: str, params: dict[str, str], ros_args=(), en
     log_path = workdir / f"{name}.log"
     with open(log_path, "w") as log:
         # cwd and -P: the source checkout must not shadow the installed package (it has no msg/srv).
-        process = subprocess.Popen([sys.executable, "-P", "-m", "clipseg_ros.ros.segment_node", *args], cwd=workdir,
-                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, "-P", "-m", "clipseg_ros.ros.node.segment_node", *args],
+                                   cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     return RunningNode(name, process, log_path)
 
 

@@ -15,33 +15,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import PROMPTS, cuda_time, make_weights, timed
 
 from clipseg_ros import Segmenter
-from clipseg_ros.checkpoints import load_hf
-from clipseg_ros.preprocess import normalize
-from clipseg_ros.prompts import Tokenizer
+from clipseg_ros.engine.checkpoints import load_hf
+from clipseg_ros.engine.preprocess import normalize
+from clipseg_ros.engine.prompts import Tokenizer
 
-PROMPTS = ["a cup", "the handle", "free floor", "a red mug", "a person", "a chair", "a laptop", "a bottle"]
 TARGETS = {"1 prompt, text cached": 0.85, "4 prompts": 0.30, "8 prompts": 0.18, "1 prompt, bf16 (ours)": 0.5}
-
-
-def make_weights(directory: Path) -> None:
-    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
-
-    torch.manual_seed(0)
-    config = CLIPSegConfig(vision_config=dict(patch_size=16), reduce_dim=64, use_complex_transposed_convolution=True)
-    model = CLIPSegForImageSegmentation(config)
-    # HF's random init gives logits of +-3000 where sigmoid is flat; scale the last layer so the
-    # logits spread like real weights' (about +-10) and precision comparisons mean something.
-    with torch.no_grad():
-        model.decoder.transposed_convolution[-1].weight.mul_(2e-3)
-        model.decoder.transposed_convolution[-1].bias.mul_(2e-3)
-    model.save_pretrained(directory)
 
 
 def load_transformers(directory: Path):
@@ -50,28 +35,11 @@ def load_transformers(directory: Path):
     return CLIPSegForImageSegmentation.from_pretrained(directory).eval()
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def paired_medians(ours, theirs, runs: int) -> tuple[float, float]:
     """Medians of alternating runs: a neighbour's load or a clock change hits both sides alike."""
     ours(), theirs()
     pairs = [(timed(ours), timed(theirs)) for _ in range(runs)]
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-
-
-def median_time(fn, runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def theirs_call(model, pixels: torch.Tensor, tokens: torch.Tensor):
@@ -107,12 +75,6 @@ def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
         print("GPU: skipped (no CUDA device on this machine)")
         return {"skipped": "no CUDA device"}
 
-    def cuda_time(fn) -> float:
-        def run():
-            fn()
-            torch.cuda.synchronize()
-        return median_time(run, runs * 4, warmup=5)
-
     times = {}  # (who, precision, n prompts) -> seconds
     pixels = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255).cuda()
     for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
@@ -120,7 +82,7 @@ def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
         for n in (1, 8):
             tokens = Tokenizer()(PROMPTS[:n]).cuda()
             times["transformers", precision, n] = cuda_time(
-                lambda model=theirs, x=x, t=tokens: theirs_call(model, x, t))
+                lambda model=theirs, x=x, t=tokens: theirs_call(model, x, t), runs * 4)
         del theirs
     for precision, compiled in (("fp32", False), ("fp16", False), ("fp16", True)):
         seg = Segmenter(load_hf(str(directory)), device="cuda", precision=precision, input_size=352)
@@ -129,7 +91,7 @@ def gpu_section(directory: Path, image: np.ndarray, runs: int) -> dict:
             seg.model = torch.compile(seg.model, mode="reduce-overhead")
         for n in (1, 8):
             who = "ours compiled" if compiled else "ours"
-            times[who, precision, n] = cuda_time(lambda n=n, seg=seg: seg.segment(image, PROMPTS[:n]))
+            times[who, precision, n] = cuda_time(lambda n=n, seg=seg: seg.segment(image, PROMPTS[:n]), runs * 4)
     for (who, precision, n), seconds in times.items():
         peer = times["transformers", precision, n]
         print(f"GPU {who:14} {precision} {n} prompt(s) {seconds * 1e3:8.2f} ms {1 / seconds:8.1f} frames/s  "

@@ -29,8 +29,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
-from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine.checkpoints import save_hf
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import numpy_to_image
 
 CAMERAS = ("front", "left")
@@ -58,7 +58,7 @@ class Client(Node):
 
 
 def node_command(weights: Path, name: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "clipseg_ros.ros.segment_node", "--ros-args", "-r", f"__node:={name}",
+    return [sys.executable, "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-r", f"__node:={name}",
             "-p", f"weights:={weights}", "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn",
             *extra]
 

@@ -39,8 +39,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
-from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine.checkpoints import save_hf
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import image_to_rgb, numpy_to_image
 
 PROFILES = {
@@ -107,7 +107,7 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
     else:
         torch.manual_seed(0)
         weights = save_hf(ClipSeg(MODELS[name]), workdir / name)
-        command = [sys.executable, "-m", "clipseg_ros.ros.segment_node", "--ros-args", "-p", f"weights:={weights}",
+        command = [sys.executable, "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-p", f"weights:={weights}",
                    "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn"]
     node = subprocess.Popen(command, cwd=workdir)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)

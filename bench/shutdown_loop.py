@@ -30,8 +30,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
-from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine.checkpoints import save_hf
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
 from clipseg_ros.ros.image_codec import numpy_to_image
 from clipseg_ros.srv import Segment
 
@@ -58,7 +58,7 @@ def run_round(index: int, situation: str, sig: int, weights: Path, args, workdir
         sys.executable,
         "-P",
         "-m",
-        "clipseg_ros.ros.segment_node",
+        "clipseg_ros.ros.node.segment_node",
         "--ros-args",
         "-r",
         f"__node:={name}",

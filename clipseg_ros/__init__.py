@@ -7,14 +7,14 @@ message conversion) must not pay for importing torch.
 from importlib import import_module
 
 _EXPORTS = {
-    "DEFAULT_WEIGHTS": "checkpoints",
-    "CheckpointError": "checkpoints",
-    "load_model": "checkpoints",
-    "save_hf": "checkpoints",
-    "SegmentationResult": "segmenter",
-    "Segmenter": "segmenter",
-    "VisualPrompt": "visual_prompt",
-    "VisualPromptStyle": "visual_prompt",
+    "DEFAULT_WEIGHTS": "engine.checkpoints",
+    "CheckpointError": "engine.checkpoints",
+    "load_model": "engine.checkpoints",
+    "save_hf": "engine.checkpoints",
+    "SegmentationResult": "engine.segmenter",
+    "Segmenter": "engine.segmenter",
+    "VisualPrompt": "engine.visual_prompt",
+    "VisualPromptStyle": "engine.visual_prompt",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -3,6 +3,8 @@
     ros2 launch clipseg_ros segment.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info weights:=/path/to/clipseg-rd64-refined rviz:=true
     ros2 launch clipseg_ros segment.launch.py namespace:=robot1 cameras:=[front,left]   # robot1/front/image, ...
+    ros2 launch clipseg_ros segment.launch.py backend:=onnxruntime int8:=dynamic         # int8 on the CPU
+    ros2 launch clipseg_ros segment.launch.py backend:=onnxruntime onnx_file:=out/export/model_int8_static.onnx
 
 Everything here is what the executable does with --ros-args: `ros2 run clipseg_ros segment_node --ros-args
 --params-file config/segment.yaml -r image:=... -r camera_info:=... -p weights:=... -p autostart:=true`, with
@@ -28,6 +30,7 @@ from launch.substitution import Substitution
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+from clipseg_ros.engine import limits
 from clipseg_ros.ros import launch_args
 
 SHARE = get_package_share_directory("clipseg_ros")
@@ -46,14 +49,16 @@ def _written(text: str, suffix: str) -> str:
 
 
 class ParameterOverrides(Substitution):
-    """A params file holding what weights, device, autostart and cameras set (empty weights/device: unset)."""
+    """A params file holding what weights, device, autostart, cameras and the runtime arguments set (empty
+    weights, device or runtime argument: unset)."""
 
     def describe(self) -> str:
-        return "ParameterOverrides(weights, device, autostart, cameras)"
+        return f"ParameterOverrides(weights, device, autostart, cameras, {', '.join(launch_args.RUNTIME_ARGUMENTS)})"
 
     def perform(self, context) -> str:
         names = ("weights", "device", "autostart", "cameras")
-        overrides = launch_args.parameter_overrides(*(_arg(context, name) for name in names))
+        runtime = {name: _arg(context, name) for name in launch_args.RUNTIME_ARGUMENTS}
+        overrides = launch_args.parameter_overrides(*(_arg(context, name) for name in names), **runtime)
         return _written(launch_args.parameters_yaml(overrides), ".yaml")
 
 
@@ -109,6 +114,22 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument("weights", default_value="", description="hub id or local path; empty: params file"),
             DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda:N; empty: params file"),
+            DeclareLaunchArgument(
+                "precision", default_value="", description=f"{', '.join(limits.PRECISIONS)}; empty: params file"
+            ),
+            DeclareLaunchArgument(
+                "backend", default_value="", description=f"{', '.join(limits.BACKENDS)}; empty: params file"
+            ),
+            DeclareLaunchArgument(
+                "int8",
+                default_value="",
+                description=f"onnxruntime: {', '.join(limits.INT8_AT_LOAD)}; empty: params file",
+            ),
+            DeclareLaunchArgument(
+                "onnx_file",
+                default_value="",
+                description="file from clipseg-export for onnxruntime/tensorrt; empty: params file",
+            ),
             DeclareLaunchArgument(
                 "autostart",
                 default_value="true",

@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+import tiny_clipseg
 import torch
 
-from clipseg_ros.checkpoints import save_hf
-from clipseg_ros.model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine.model import ClipSegConfig
+
+# The models these tests run in-process are small: on two cores, shared with the node processes the tests start
+# (and often with other work), torch's threads mostly wait for each other. One thread ran the engine tests in
+# two thirds of the time.
+torch.set_num_threads(1)
 
 
 def make_tiny_config(**changes) -> ClipSegConfig:
@@ -23,8 +28,20 @@ def tiny_config():
 
 @pytest.fixture
 def tiny_model():
-    torch.manual_seed(0)
-    return ClipSeg(make_tiny_config()).eval()
+    return tiny_clipseg.tiny_model()
+
+
+@pytest.fixture(scope="session")
+def _runtime_cache_directory(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runtime_cache")
+
+
+@pytest.fixture
+def runtime_cache(_runtime_cache_directory, monkeypatch) -> Path:
+    """The export cache (CLIPSEG_ROS_CACHE) of the session's in-process tests: an export of the same weights, size
+    and precision is made once (in a few seconds), whichever test asks first."""
+    monkeypatch.setenv("CLIPSEG_ROS_CACHE", str(_runtime_cache_directory))
+    return _runtime_cache_directory
 
 
 # -- ROS 2 across processes ------------------------------------------------------------------------
@@ -36,9 +53,8 @@ os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny random CLIPSeg saved in the Hugging Face layout: what the node's `weights` parameter takes."""
-    torch.manual_seed(0)
-    return save_hf(ClipSeg(make_tiny_config()).eval(), tmp_path_factory.mktemp("tiny_checkpoint"))
+    """tiny_clipseg.save_tiny_checkpoint's checkpoint, made once for the session."""
+    return tiny_clipseg.save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_checkpoint"))
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +68,33 @@ def probe():
     yield probe
     probe.close()
     rclpy.shutdown()
+
+
+# -- subprocesses started before the tests (background.py) -----------------------------------------------------
+_early: list = []
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read a background result run last: the background then has the whole session to finish."""
+    items.sort(key=lambda item: "early" in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session):
+    """Each collected module with a selected test that asks for `early` gets its `start_early()` run now."""
+    if session.config.option.collectonly:
+        return
+    modules = {item.module for item in session.items if "early" in getattr(item, "fixturenames", ())}
+    for module in sorted(modules, key=lambda m: m.__name__):
+        module.early = module.start_early()
+        _early.append(module.early)
+
+
+def pytest_sessionfinish(session):
+    for background in _early:
+        background.stop()
+
+
+@pytest.fixture
+def early(request):
+    """The test module's Background, started when the session started (see background.py)."""
+    return request.module.early

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from background import LAST_TIERS_NICENESS, Background
 from builtin_interfaces.msg import Time
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -25,9 +27,11 @@ LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class NodeProcess:
-    """`python -m clipseg_ros.ros.segment_node --ros-args ...` with its output in a log file."""
+    """`python -m clipseg_ros.ros.node.segment_node --ros-args ...` with its output in a log file."""
 
-    def __init__(self, tmp: Path, name: str, params: dict[str, str], ros_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, tmp: Path, name: str, params: dict[str, str], ros_args: tuple[str, ...] = (), env: dict | None = None
+    ) -> None:
         self.name = name
         self.log_path = tmp / f"{name}.log"
         args = ["--ros-args", "-r", f"__node:={name}", *ros_args]
@@ -36,8 +40,9 @@ class NodeProcess:
         # cwd and -P: the source checkout must not shadow the installed package (it has no msg/srv).
         self._log = open(self.log_path, "w")  # closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "clipseg_ros.ros.segment_node", *args],
+            [sys.executable, "-P", "-m", "clipseg_ros.ros.node.segment_node", *args],
             cwd=tmp,
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -58,6 +63,43 @@ class NodeProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+class NodeRuns(Background):
+    """Node processes started together, each awaited by its own test: most of a node's start is the import of
+    torch, which two cores do for two processes at once, while the test of one would leave a core idle.
+
+    `early`: started with the session (a module's start_early, background.py), at the last tiers' priority."""
+
+    def __init__(self, early: bool = False) -> None:
+        super().__init__(LAST_TIERS_NICENESS if early else 0)
+        self.started = time.monotonic()
+        self.nodes: dict[str, NodeProcess] = {}
+
+    def start_node(
+        self, name: str, params: dict[str, str], ros_args: tuple[str, ...] = (), env: dict | None = None
+    ) -> NodeProcess:
+        node = self.nodes[name] = NodeProcess(self.directory, name, params, ros_args, env)
+        if self.niceness:
+            os.setpriority(os.PRIO_PROCESS, node.process.pid, self.niceness)
+        return node
+
+    def __getitem__(self, name: str) -> NodeProcess:
+        return self.nodes[name]
+
+    def exit_code(self, name: str, timeout: float) -> int | None:
+        """The node's exit code once it has ended, or None if it still runs after `timeout`."""
+        node = self.nodes[name]
+        try:
+            node.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return node.stop()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+        super().stop()
 
 
 class Inbox:

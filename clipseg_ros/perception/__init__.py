@@ -4,12 +4,12 @@ Pure numpy and OpenCV (no ROS, no torch): `perceive` takes one frame's per-promp
 depth frame paired with it; the ROS layer turns its result into messages (`clipseg_ros.ros.messages`).
 """
 
-from .depth import AlignedDepth, DepthInput
-from .instances import Box3D, Instance, find_instances
-from .intrinsics import Intrinsics
-from .locate import locate
-from .pipeline import Perception, PerceptionSettings, perceive
-from .points import Points, extract_points
+from clipseg_ros.perception.depth import AlignedDepth, DepthInput
+from clipseg_ros.perception.instances import Box3D, Instance, find_instances
+from clipseg_ros.perception.intrinsics import Intrinsics
+from clipseg_ros.perception.locate import locate
+from clipseg_ros.perception.pipeline import Perception, PerceptionSettings, perceive
+from clipseg_ros.perception.points import Points, extract_points
 
 __all__ = [
     "AlignedDepth",

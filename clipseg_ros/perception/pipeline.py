@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import limits
-from .depth import AlignedDepth, DepthInput
-from .instances import Instance, find_instances
-from .intrinsics import Intrinsics
-from .locate import locate
-from .points import Points, extract_points
+from clipseg_ros.engine import limits
+from clipseg_ros.perception.depth import AlignedDepth, DepthInput
+from clipseg_ros.perception.instances import Instance, find_instances
+from clipseg_ros.perception.intrinsics import Intrinsics
+from clipseg_ros.perception.locate import locate
+from clipseg_ros.perception.points import Points, extract_points
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,9 @@ class PerceptionSettings:
     depth_min_m: float = limits.DEFAULT_DEPTH_MIN_M  # valid depth range
     depth_max_m: float = limits.DEFAULT_DEPTH_MAX_M
     min_points: int = limits.DEFAULT_MIN_POINTS  # fewer valid points: no 3D for that instance
-    object_depth_m: float = limits.DEFAULT_OBJECT_DEPTH_M  # farther from the median depth: background
+    object_depth_m: float = limits.DEFAULT_OBJECT_DEPTH_M  # farther from the object surface's median: not it
     point_stride: int = limits.DEFAULT_POINT_STRIDE  # points from every n-th pixel per row and column
-    point_labels: tuple[str, ...] = ()  # prompts whose pixels become points; empty: all
+    point_labels: tuple[str, ...] = ()  # prompts whose instances' pixels become points; empty: all
 
     def __post_init__(self) -> None:
         limits.check_count("min_area", self.min_area, 1)
@@ -55,7 +55,8 @@ def perceive(
     depth: DepthInput | None = None,
     colour_intrinsics: Intrinsics | None = None,
 ) -> Perception:
-    """Instances of each prompt, and with a depth frame their 3D boxes and the selected prompts' points.
+    """Instances of each prompt, and with a depth frame their 3D boxes and the selected prompts' points (of the
+    instances with 3D, on the same object surface as their box: `front_surface`).
 
     probabilities (N, H, W) float32 and masks (N, H, W) bool are the engine's result (`SegmentationResult`);
     depth is the frame paired with this image, registered to it; colour_intrinsics the image's own
@@ -70,11 +71,11 @@ def perceive(
     if (colour.width, colour.height) != (width, height):
         raise ValueError(f"colour camera_info is {colour.width}x{colour.height} but the image is {width}x{height}")
     aligned = AlignedDepth(depth, colour, settings.depth_min_m, settings.depth_max_m)
-    located = tuple(locate(i, aligned, settings.min_points, settings.object_depth_m) for i in instances)
+    located = [locate(i, aligned, settings.min_points, settings.object_depth_m) for i in instances]
     wanted = set(settings.point_labels)
-    indices = [k for k, label in enumerate(labels) if not wanted or label in wanted]
-    points = extract_points(probabilities, masks, indices, aligned, settings.point_stride)
-    return Perception(tuple(labels), located, points)
+    pointed = [(i, surface) for i, surface in located if surface is not None and (not wanted or i.label in wanted)]
+    points = extract_points(probabilities, pointed, aligned, settings.point_stride)
+    return Perception(tuple(labels), tuple(i for i, _ in located), points)
 
 
 def _check_maps(probabilities: np.ndarray, masks: np.ndarray, labels: Sequence[str]) -> None:

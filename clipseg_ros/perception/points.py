@@ -1,4 +1,4 @@
-"""3D points of masked pixels, for costmaps and grasp planners: every n-th pixel per row and column."""
+"""3D points of instances, for costmaps and grasp planners: every n-th pixel per row and column of the frame."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .depth import AlignedDepth
+from clipseg_ros.perception.depth import AlignedDepth
+from clipseg_ros.perception.front_surface import FrontSurface
+from clipseg_ros.perception.instances import Instance
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,21 +25,30 @@ class Points:
 
 
 def extract_points(
-    probabilities: np.ndarray, masks: np.ndarray, prompt_indices: Sequence[int], depth: AlignedDepth, stride: int
+    probabilities: np.ndarray,
+    located: Sequence[tuple[Instance, FrontSurface]],
+    depth: AlignedDepth,
+    stride: int,
 ) -> Points:
-    """Points of the masked pixels of the given prompts with valid depth, on a grid of every `stride`-th pixel."""
+    """Points of the located instances' pixels on their object's surface (`locate`: the same samples as their 3D
+    box, so no background a mask spills onto), on the frame's grid of every `stride`-th pixel."""
     grid = slice(0, None, stride)
-    z_grid = depth.metres(grid, grid)  # read once for all prompts
-    valid = ~np.isnan(z_grid)
+    z_grid, surface_grid = depth.read(grid, grid) if located else (None, None)  # read once for all instances
     ray_x, ray_y = depth.ray_x[grid], depth.ray_y[grid]
     parts = []
-    for index in prompt_indices:
-        rows, cols = np.nonzero(masks[index, grid, grid] & valid)
-        z = z_grid[rows, cols]
+    for instance, surface in located:
+        x, y, w, h = instance.bbox
+        top, left = -(-y // stride), -(-x // stride)  # the grid's first row and column inside the box
+        block = slice(top, -(-(y + h) // stride)), slice(left, -(-(x + w) // stride))
+        z = z_grid[block]
+        mask = instance.mask[top * stride - y :: stride, left * stride - x :: stride]
+        r, c = np.nonzero(mask & surface.holds(z, surface_grid[block]))
+        z = z[r, c]
+        r, c = r + top, c + left
         parts.append((
-            np.stack((ray_x[cols] * z, ray_y[rows] * z, z), axis=1),
-            np.full(z.size, index, dtype=np.uint32),
-            probabilities[index, grid, grid][rows, cols],
+            np.stack((ray_x[c] * z, ray_y[r] * z, z), axis=1),
+            np.full(z.size, instance.label_index, dtype=np.uint32),
+            probabilities[instance.label_index, grid, grid][r, c],
         ))
     if not parts:
         return Points(np.zeros((0, 3), np.float32), np.zeros(0, np.uint32), np.zeros(0, np.float32))

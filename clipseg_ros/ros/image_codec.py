@@ -16,8 +16,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from clipseg_ros import limits
-from clipseg_ros.image_header import ImageHeaderError, check_declared_size
+from clipseg_ros.engine import limits
+from clipseg_ros.engine.image_header import ImageHeaderError, check_declared_size
 
 # encoding -> (dtype, channels) of every encoding read or written here: frames, masks, outputs (32FC1
 # probabilities) and depth. What each use accepts is in limits.

@@ -13,6 +13,8 @@ import yaml
 from rclpy.expand_topic_name import expand_topic_name
 
 NODE_NAME = "clipseg"
+# Launch arguments that set the node parameter of their name (how the image path runs); empty: the params file's.
+RUNTIME_ARGUMENTS = ("precision", "backend", "int8", "onnx_file")
 # Values of `dds_profile` that mean: no Fast DDS profile for the node.
 NO_DDS_PROFILE = ("", "none")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -35,10 +37,15 @@ def parse_cameras(text: str) -> list[str]:
     return [name for name in names if name]
 
 
-def parameter_overrides(weights: str, device: str, autostart: str, cameras: str) -> dict:
-    """The node parameters the launch arguments set: an empty weights/device keeps the params file's value."""
+def parameter_overrides(weights: str, device: str, autostart: str, cameras: str, **runtime: str) -> dict:
+    """The node parameters the launch arguments set: an empty weights, device or RUNTIME_ARGUMENTS value (given
+    by keyword) keeps the params file's value."""
+    unknown = set(runtime) - set(RUNTIME_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"no launch argument sets {sorted(unknown)}; these do: {', '.join(RUNTIME_ARGUMENTS)}")
     overrides: dict = {"autostart": parse_bool("autostart", autostart)}
-    overrides.update({name: value for name, value in (("weights", weights), ("device", device)) if value})
+    given = {"weights": weights, "device": device, **runtime}
+    overrides.update({name: value for name, value in given.items() if value})
     names = parse_cameras(cameras)
     if names:  # none: the node's default (one camera), as an empty list has no parameter type
         overrides["cameras"] = names

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from ..image_io import read_rgb
-from ..limits import MAX_PROMPTS
-from ..segmenter import Prompt, Segmenter
-from ..visual_prompt import VisualPrompt
-from .metrics import DEFAULT_THRESHOLD, SegmentationMetrics, threshold_grid
-from .sources import SegmentationSource
+from clipseg_ros.engine.image_io import read_rgb
+from clipseg_ros.engine.limits import MAX_PROMPTS
+from clipseg_ros.engine.progress import progress
+from clipseg_ros.engine.segmenter import Prompt, Segmenter
+from clipseg_ros.engine.visual_prompt import VisualPrompt
+from clipseg_ros.train.metrics import DEFAULT_THRESHOLD, SegmentationMetrics, threshold_grid
+from clipseg_ros.train.sources import SegmentationSource
 
 MIOU_GROUPS = ("sample", "phrase")
 PROMPT_KINDS = ("text", "visual")
@@ -55,7 +55,7 @@ def evaluate(
     rng = np.random.default_rng(options.seed)
     groups = list(source.by_image().items())[: options.limit]
     chunk = MAX_PROMPTS
-    for image_path, indices in tqdm(groups, desc="eval", unit="image", disable=not options.progress):
+    for image_path, indices in progress(groups, "eval", "image", enabled=options.progress):
         image = read_rgb(image_path)
         cases = [(str(i), source[i].phrase, source[i].draw_mask(image.shape[:2])) for i in indices]
         present = source.phrases_by_image[image_path]

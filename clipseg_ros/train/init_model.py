@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from ..checkpoints import CheckpointError, load_clip_state_dict, load_model
-from ..model import ClipSeg, ClipSegConfig
+from clipseg_ros.engine.checkpoints import CheckpointError, load_clip_state_dict, load_model
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .sources import Annotation, SegmentationSource
+from clipseg_ros.train.sources import Annotation, SegmentationSource
 
 log = logging.getLogger(__name__)
 

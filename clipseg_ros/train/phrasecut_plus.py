@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..preprocess import to_model_input
-from ..visual_prompt import VisualPromptStyle, engineer_visual_prompt
-from .sources import SegmentationSource
+from clipseg_ros.engine.preprocess import to_model_input
+from clipseg_ros.engine.visual_prompt import VisualPromptStyle, engineer_visual_prompt
+from clipseg_ros.train.sources import SegmentationSource
 
 # The original training's "shuffle+" templates.
 PROMPT_TEMPLATES = (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import SegmentationMetrics
+from clipseg_ros.train.metrics import SegmentationMetrics
 
 REPORT_JSON = "eval_report.json"
 REPORT_PNG = "eval_curves.png"

@@ -24,17 +24,17 @@ from typing import Any
 
 import torch
 
-from .. import preprocess, prompts, visual_prompt
-from ..model import ClipSeg, ClipSegConfig, backbone, clipseg, config, decoder
-from ..segmenter import Segmenter
-from . import phrasecut_plus, synthetic, trainer
-from .evaluate import EvalOptions, evaluate
-from .metrics import DEFAULT_THRESHOLD
-from .phrasecut_plus import PhraseCutPlus, SamplingOptions
-from .report import REPORT_JSON, REPORT_PNG, build_report, write_report
-from .sources import open_source
-from .synthetic import generate_synthetic
-from .trainer import STATE_FILE, Trainer, TrainOptions
+from clipseg_ros.engine import preprocess, prompts, visual_prompt
+from clipseg_ros.engine.model import ClipSeg, ClipSegConfig, backbone, clipseg, config, decoder
+from clipseg_ros.engine.segmenter import Segmenter
+from clipseg_ros.train import phrasecut_plus, synthetic, trainer
+from clipseg_ros.train.dataset_opener import open_source
+from clipseg_ros.train.evaluate import EvalOptions, evaluate
+from clipseg_ros.train.metrics import DEFAULT_THRESHOLD
+from clipseg_ros.train.phrasecut_plus import PhraseCutPlus, SamplingOptions
+from clipseg_ros.train.report import REPORT_JSON, REPORT_PNG, build_report, write_report
+from clipseg_ros.train.synthetic import generate_synthetic
+from clipseg_ros.train.trainer import STATE_FILE, Trainer, TrainOptions
 
 log = logging.getLogger(__name__)
 

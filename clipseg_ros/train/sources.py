@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_io import read_rgb
+from clipseg_ros.engine.image_io import read_rgb
 
 
 @dataclass(frozen=True)
@@ -77,21 +77,3 @@ class SegmentationSource(Sequence[Annotation]):
         for index, annotation in enumerate(self.annotations):
             groups.setdefault(annotation.image_path, []).append(index)
         return groups
-
-
-def open_source(path: str | Path, split: str | None = None) -> SegmentationSource:
-    """The reader for a dataset directory: PhraseCut (refer_*.json / refvg_*.json) or the folder format."""
-    from .folder_dataset import FolderSource, is_folder_dataset
-    from .phrasecut import PhraseCutSource, is_phrasecut
-
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset directory {root} does not exist")
-    if is_phrasecut(root):
-        return PhraseCutSource(root, split or "train")
-    if is_folder_dataset(root):
-        return FolderSource(root, split)
-    raise ValueError(
-        f"{root} is neither a PhraseCut directory (refer_<split>.json + images/) nor a folder dataset "
-        "(annotations.jsonl or annotations.csv); see clipseg_ros/train/folder_dataset.py"
-    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .folder_dataset import write_annotations
+from clipseg_ros.train.folder_dataset import write_annotations
 
 COLOURS = {
     "red": (220, 40, 40),

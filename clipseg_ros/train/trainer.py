@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from ..checkpoints import save_hf
-from ..model import ClipSeg
-from ..prompts import Tokenizer
-from ..segmenter import resolve_device
-from .phrasecut_plus import PhraseCutPlus
+from clipseg_ros.engine.checkpoints import save_hf
+from clipseg_ros.engine.model import ClipSeg
+from clipseg_ros.engine.progress import Progress
+from clipseg_ros.engine.prompts import Tokenizer
+from clipseg_ros.engine.segmenter import resolve_device
+from clipseg_ros.train.phrasecut_plus import PhraseCutPlus
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,31 @@ def conditionals(model: ClipSeg, tokenizer: Tokenizer, batch: dict, device: torc
             support = batch["support"].to(device, non_blocking=True)[has_visual]
             visual[has_visual] = backbone.encode_image(support).float()
     return weight * text + (1.0 - weight) * visual
+
+
+class _Failed:
+    """A sample that could not be loaded, carried to the main process as data: raised in a loader worker, the
+    error would reach the main process with the worker's whole traceback as its message."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _Reporting(Dataset):
+    """`dataset` whose unreadable files and bad annotations come out as _Failed samples."""
+
+    def __init__(self, dataset: PhraseCutPlus):
+        self.dataset = dataset
+
+    def __getitem__(self, item: int) -> dict | _Failed:
+        try:
+            return self.dataset[item]
+        except (OSError, ValueError) as exc:
+            return _Failed(exc)
+
+
+def _collate(samples: list) -> dict | _Failed:
+    return next((s for s in samples if isinstance(s, _Failed)), None) or default_collate(samples)
 
 
 class Trainer:
@@ -156,17 +181,20 @@ class Trainer:
         self.model.decoder.train()
         batch = options.batch_size
         loader = DataLoader(
-            self.dataset,
+            _Reporting(self.dataset),
             batch_size=batch,
             sampler=range(self.step * batch, options.steps * batch),
             num_workers=options.workers,
+            collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
         )
         window: list[float] = []
-        bar = tqdm(total=options.steps, initial=self.step, desc="train", disable=not options.progress, unit="step")
+        bar = Progress(options.steps, "train", "step", initial=self.step, enabled=options.progress)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / LOG_FILE, "a") as log_file:
             for batch_data in loader:
+                if isinstance(batch_data, _Failed):
+                    raise batch_data.error
                 window.append(self.train_step(batch_data))
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
