@@ -22,6 +22,7 @@ from clipseg_ros.engine import limits
 from clipseg_ros.engine.backends import make_image_path
 from clipseg_ros.engine.cache import EmbeddingCache
 from clipseg_ros.engine.checkpoints import DEFAULT_WEIGHTS, OPENAI_CLIP, load_model
+from clipseg_ros.engine.cpu_speed import BF16_MIN_SPEEDUP, bf16_speedup
 from clipseg_ros.engine.model import ClipSeg
 from clipseg_ros.engine.preprocess import (
     ImageLike,
@@ -82,8 +83,9 @@ def resolve_device(device: str) -> torch.device:
 def resolve_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
     """`precision`, or for auto the fastest one whose masks stay those of fp32 here, logged with the reason.
 
-    auto is bf16 on a CPU with AMX (about 3x fp32's speed; masks IoU 0.995 against fp32 on random full-size
-    weights), fp16 on a GPU with tensor cores (CLIP's weights were released in fp16), and fp32 elsewhere. With
+    auto is bf16 on a CPU whose bf16 matrix products run clearly faster than fp32's, timed here (cpu_speed: about
+    6x with AMX, 2x with AMD's AVX512-BF16; masks IoU 0.994 against fp32 on random full-size weights), fp16 on a
+    GPU with tensor cores (CLIP's weights were released in fp16), and fp32 elsewhere. With
     another backend than torch the file's own precision runs the image path; torch then only encodes prompts,
     once per prompt, in fp32.
     """
@@ -95,10 +97,10 @@ def resolve_precision(precision: str, device: torch.device, backend: str = "torc
     elif device.type == "cuda":
         fast = torch.cuda.get_device_capability(device) >= TENSOR_CORES
         chosen, why = ("fp16", "tensor cores") if fast else ("fp32", "a GPU without tensor cores")
-    elif cpu_has_amx():
-        chosen, why = "bf16", "a CPU with AMX"
     else:
-        chosen, why = "fp32", "a CPU without AMX, where bf16 runs slower than fp32"
+        speedup = bf16_speedup()
+        chosen = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
+        why = f"bf16 matrix products run at {speedup:.1f}x fp32's speed on this CPU"
     log.info("precision auto: %s on %s (%s)", chosen, device, why)
     return chosen
 
@@ -107,16 +109,9 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of a resolved precision (not auto), refused where it cannot run."""
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 runs on CUDA only; on the CPU use bf16 or fp32")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_amx():
-        # Measured on AVX512-BF16 without AMX: bf16 matrix products take 1.6x fp32's time.
-        log.warning("bf16 on a CPU without AMX runs slower than fp32 (even with AVX512-BF16); use fp32 here")
+    if precision == "bf16" and device.type == "cpu" and (speedup := bf16_speedup()) < 1.0:
+        log.warning("bf16 matrix products run at %.1fx fp32's speed on this CPU: fp32 is faster here", speedup)
     return DTYPES[precision]
-
-
-def cpu_has_amx() -> bool:
-    return torch.backends.cpu.get_cpu_capability() == "AMX" or bool(
-        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    )
 
 
 class Segmenter:

@@ -1,5 +1,6 @@
-"""precision auto: bf16 on a CPU with AMX, fp32 on one without, fp32 prompt encoders under another backend, the
-choice logged; and bf16's masks are fp32's on random weights."""
+"""precision auto: bf16 on a CPU whose bf16 matrix products are measured clearly faster than fp32's, fp32 on one
+where they are not, fp32 prompt encoders under another backend, the choice logged with the measured figure; bf16
+asked for where it is slower warns; and bf16's masks are fp32's on random weights."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 
 from clipseg_ros import Segmenter
 from clipseg_ros.engine import segmenter as segmenter_module
+from clipseg_ros.engine.cpu_speed import BF16_MIN_SPEEDUP, bf16_speedup
 from clipseg_ros.engine.model import ClipSeg, ClipSegConfig
-from clipseg_ros.engine.segmenter import cpu_has_amx, resolve_precision
+from clipseg_ros.engine.segmenter import resolve_precision
 
 PROMPTS = ["a cup", "the floor", "a red mug", "a person"]
 SIZE = (64, 96)
@@ -38,17 +40,32 @@ def auto_choice(caplog, **options) -> tuple[str, str]:
     return segmenter.precision, line
 
 
-@pytest.mark.skipif(not cpu_has_amx(), reason="needs a CPU with AMX (grep amx /proc/cpuinfo)")
-def test_auto_is_bf16_on_a_cpu_with_amx(caplog):
+@pytest.mark.parametrize(("speedup", "chosen"), [(6.1, "bf16"), (2.0, "bf16"), (1.2, "fp32"), (0.6, "fp32")])
+def test_auto_follows_the_measured_bf16_speed(caplog, monkeypatch, speedup, chosen):
+    """6x: AMX; 2x: AMD's AVX512-BF16; 0.6x: Intel's AVX512-BF16 without AMX (cpu_speed's figures)."""
+    monkeypatch.setattr(segmenter_module, "bf16_speedup", lambda: speedup)
     precision, line = auto_choice(caplog)
-    assert precision == "bf16" and line == "precision auto: bf16 on cpu (a CPU with AMX)"
+    assert precision == chosen
+    why = f"bf16 matrix products run at {speedup:.1f}x fp32's speed on this CPU"
+    assert line == f"precision auto: {chosen} on cpu ({why})"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_auto_is_fp32_on_a_cpu_without_amx(caplog, monkeypatch):
-    monkeypatch.setattr(segmenter_module, "cpu_has_amx", lambda: False)
+def test_auto_on_this_cpu_takes_what_its_probe_measured(caplog):
+    speedup = bf16_speedup()
+    assert 0.0 < speedup < 100.0 and bf16_speedup() == speedup  # measured once per process and thread count
     precision, line = auto_choice(caplog)
-    assert precision == "fp32" and "a CPU without AMX, where bf16 runs slower than fp32" in line
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing emulated was chosen
+    assert precision == ("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32") and f"{speedup:.1f}x" in line
+
+
+@pytest.mark.parametrize(("speedup", "warned"), [(0.6, True), (2.0, False)])
+def test_bf16_asked_for_warns_where_it_is_slower(caplog, monkeypatch, speedup, warned):
+    monkeypatch.setattr(segmenter_module, "bf16_speedup", lambda: speedup)
+    with caplog.at_level(logging.WARNING, logger="clipseg_ros.engine.segmenter"):
+        Segmenter(tiny(), device="cpu", precision="bf16", input_size=SIZE)
+        Segmenter(tiny(), device="cpu", precision="fp32", input_size=SIZE)
+    got = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert got == (["bf16 matrix products run at 0.6x fp32's speed on this CPU: fp32 is faster here"] if warned else [])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

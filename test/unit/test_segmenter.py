@@ -10,7 +10,6 @@ import torch
 
 from clipseg_ros import Segmenter, VisualPrompt
 from clipseg_ros.engine.model import ClipSeg
-from clipseg_ros.engine.segmenter import cpu_has_amx
 
 
 def image(height=120, width=160, seed=0) -> np.ndarray:
@@ -196,14 +195,6 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_config):
     b = bf16.segment(image(), ["cup", "red mug"]).probabilities
     assert b.dtype == np.float32
     assert np.abs(a - b).max() <= 0.05
-
-
-def test_bf16_on_cpu_warns_unless_the_cpu_has_amx(tiny_model, caplog):
-    with caplog.at_level("WARNING", logger="clipseg_ros.engine.segmenter"):
-        Segmenter(tiny_model, device="cpu", precision="bf16", input_size=96)
-        Segmenter(tiny_model, device="cpu", precision="fp32", input_size=96)
-    warned = [r.getMessage() for r in caplog.records if "AMX" in r.getMessage()]
-    assert len(warned) == (0 if cpu_has_amx() else 1), warned
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

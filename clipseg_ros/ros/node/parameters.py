@@ -140,9 +140,9 @@ SPECS: dict[str, Spec] = {
     "precision": Spec(
         "str",
         "auto",
-        "inference precision of the torch backend: auto (bf16 on a CPU with AMX, fp16 on a GPU with tensor cores, "
-        "else fp32; the choice is logged), fp32, fp16 (CUDA only) or bf16 (a GPU, or a CPU with AMX, where it takes "
-        "about a third of fp32's time; slower than fp32 on CPUs without AMX)",
+        "inference precision of the torch backend: auto (bf16 on a CPU where its matrix products, timed at "
+        "configure, run at least 1.3x fp32's speed: AMX, AMD's AVX512-BF16; fp16 on a GPU with tensor cores; else "
+        "fp32; the choice is logged with the figure), fp32, fp16 (CUDA only) or bf16 (a GPU, or such a CPU)",
         check=_choice(limits.PRECISIONS),
     ),
     "backend": Spec(
