@@ -1,7 +1,7 @@
 """The whole CPU frame beside its matrix-product limit (issue 21): how far the engine is from the GEMM peak.
 
 The frame is Segmenter.segment on a camera-size image at 4 prompts (text prompts cached), pre-processing to
-masks, in bf16 by default (the path precision auto takes on a CPU with AMX). Its FLOPs are counted with
+masks, in bf16 by default (the path precision auto takes where bf16 is the faster). Its FLOPs are counted with
 torch.utils.flop_counter.FlopCounterMode, plus the two matrix products its counter has no formula for: the CPU's
 flash attention (QK^T and PV) and oneDNN's fused linear layers (the decoder's). The peak is the best throughput of
 large square matmuls in the same dtype on the same thread count; the limit is FLOPs / peak. The frame, its stages

@@ -1,4 +1,4 @@
-"""The Segmenter's CPU runtimes side by side: torch fp32, torch bf16 (precision auto's choice on a CPU with AMX),
+"""The Segmenter's CPU runtimes side by side: torch fp32, torch bf16 (precision auto's choice where it pays),
 ONNX Runtime fp32 and ONNX Runtime int8 (dynamic).
 
 Same random full-size rd64-refined weights for all (made as bench/engine_vs_transformers.py makes them, or

@@ -2,8 +2,8 @@
 
 A CPU flag does not say it. Measured with torch on 2 threads: AMX (Intel Xeon, Sapphire Rapids on) runs bf16
 products at about 6x fp32's speed; AVX512-BF16 without AMX at about 2x on AMD EPYC (Zen 4) and at 0.6x on an
-Intel Xeon; without either, bf16 is emulated and far slower. So precision auto times one product of the shape
-that dominates a frame, the backbone's linear layers at 352x352 (485 tokens of width 768), in both dtypes.
+Intel Xeon. So precision auto times one product of the shape that dominates a frame, the backbone's linear layers
+at 352x352 (485 tokens of width 768), in both dtypes.
 """
 
 from __future__ import annotations
