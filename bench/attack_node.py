@@ -34,9 +34,9 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from node_driver import segment_node_command, spinning
 from process_memory import memory_mib
 from rclpy.clock import Clock
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -92,14 +92,11 @@ class RunningNode:
 
 
 def start_node(workdir: Path, name: str, params: dict[str, str], ros_args=(), env=None) -> RunningNode:
-    args = ["--ros-args", "-r", f"__node:={name}", *ros_args]
-    for key, value in params.items():
-        args += ["-p", f"{key}:={value}"]
     log_path = workdir / f"{name}.log"
     with open(log_path, "w") as log:
         # cwd and -P: the source checkout must not shadow the installed package (it has no msg/srv).
-        process = subprocess.Popen([sys.executable, "-P", "-m", "clipseg_ros.ros.node.segment_node", *args],
-                                   cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(segment_node_command(name, params, *ros_args), cwd=workdir, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
     return RunningNode(name, process, log_path)
 
 
@@ -152,10 +149,6 @@ class Probe(Node):
         self.listen(Image, f"/{TARGET}/label", RELIABLE)
         self.listen(String, f"/{TARGET}/label_info", LATCHED)
         self._segment_clients: dict[str, object] = {}
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self)
-        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
-        self._spinner.start()
 
     def listen(self, msg_type, topic: str, qos: QoSProfile) -> None:
         self.received[topic] = []
@@ -213,11 +206,6 @@ class Probe(Node):
         client.wait_for_services(timeout_sec=10.0)
         value = wait_future(client.get_parameters([name]), 10.0).values[0]
         return {2: value.integer_value, 3: value.double_value}.get(value.type, value)
-
-    def close(self) -> None:
-        self._executor.shutdown()
-        self._spinner.join()
-        self.destroy_node()
 
 
 class Stream:
@@ -562,8 +550,7 @@ def main() -> None:
     rows: list[Row] = []
     checks: list[bool] = []
     rclpy.init()
-    probe = Probe()
-    with tempfile.TemporaryDirectory() as tmp:
+    with spinning(Probe()) as probe, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         torch.manual_seed(0)
         weights = save_hf(ClipSeg(ClipSegConfig.tiny()).eval(), workdir / "tiny")
@@ -586,7 +573,6 @@ def main() -> None:
         finally:
             codes = (target.stop(), bombed.stop())
         rows += broken_configs(workdir, weights) + offline_start(workdir)
-    probe.close()
     rclpy.shutdown()
     rows.append(Row("crashes over all attacks (alive and answering after each)", "0",
                     f"{checks.count(False)} of {len(checks)} checks failed; exit codes {codes}", "0, exit 0",

@@ -27,7 +27,7 @@ import numpy as np
 import rclpy
 import torch
 from common import PROMPTS, load_average, make_weights
-from rclpy.executors import SingleThreadedExecutor
+from node_driver import segment_node_command, spinning, stop, wait_until
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -129,37 +129,28 @@ def node_rate(bag: Path, params: dict, log: Path) -> float:
     with BagReader(bag) as reader:
         by_topic = {t: [m.msg for m in reader.messages([f"/camera/{t}"])] for t in TOPICS}
     frames = [dict(zip(TOPICS, messages, strict=True)) for messages in zip(*by_topic.values(), strict=True)]
-    command = [sys.executable, "-P", "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-r", f"__node:={NODE}"]
-    command += [arg for t in TOPICS for arg in ("-r", f"{t}:=/camera/{t}")]
-    for name, value in params.items():
-        text = "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value).lower()
-        command += ["-p", f"{name}:={text if name != 'weights' else value}"]
+    command = segment_node_command(NODE, params, *(arg for t in TOPICS for arg in ("-r", f"{t}:=/camera/{t}")))
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
-    client = Client()
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
     try:
-        deadline = time.monotonic() + 180
-        while any(p.get_subscription_count() == 0 for p in client.publishers_.values()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the node did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        time.sleep(1.0)  # the node's subscriptions of depth and camera_info settle too
-        for frame in frames[:2]:  # warm-up (the first frames pay for allocation)
-            client.send(frame)
-        started = time.perf_counter()
-        answered = sum(client.send(frame) for frame in frames)
-        seconds = time.perf_counter() - started
-        if answered < len(frames):
-            raise RuntimeError(f"the node answered {answered} of {len(frames)} frames: {log.read_text()[-2000:]}")
-        return len(frames) / seconds
+        with spinning(Client()) as client:
+            return _rate(client, frames, process, log)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        executor.shutdown()
-        client.destroy_node()
+        stop([process])
+
+
+def _rate(client: Client, frames: list[dict], process: subprocess.Popen, log: Path) -> float:
+    wait_until(lambda: all(p.get_subscription_count() for p in client.publishers_.values()), [process], 180,
+               lambda: f"the node did not start: {log.read_text()[-2000:]}")
+    time.sleep(1.0)  # the node's subscriptions of depth and camera_info settle too
+    for frame in frames[:2]:  # warm-up (the first frames pay for allocation)
+        client.send(frame)
+    started = time.perf_counter()
+    answered = sum(client.send(frame) for frame in frames)
+    seconds = time.perf_counter() - started
+    if answered < len(frames):
+        raise RuntimeError(f"the node answered {answered} of {len(frames)} frames: {log.read_text()[-2000:]}")
+    return len(frames) / seconds
 
 
 def main() -> None:

@@ -14,17 +14,15 @@ import argparse
 import os
 import random
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import rclpy
 import torch
+from node_driver import segment_node_command, spinning, stop, wait_until
 from process_memory import memory_mib
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -57,53 +55,39 @@ class Client(Node):
             publisher.publish(self.template)
 
 
-def node_command(weights: Path, name: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-r", f"__node:={name}",
-            "-p", f"weights:={weights}", "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn",
-            *extra]
+def node_command(weights: Path, name: str, params: dict[str, object], *remaps: str) -> list[str]:
+    return segment_node_command(name, {"weights": weights, "device": "cpu", "prompts": ["cup"], **params}, *remaps,
+                                "--log-level", "warn")
 
 
 def run_setup(setup: str, weights: Path, seconds: float, rate: float, workdir: Path) -> dict:
     if setup == "one node":
-        commands = [node_command(weights, "clipseg", ["-p", f"cameras:={list(CAMERAS)}"])]
+        commands = [node_command(weights, "clipseg", {"cameras": list(CAMERAS)})]
         outputs = {c: f"/clipseg/{c}/mask" for c in CAMERAS}
     else:
-        commands = [node_command(weights, f"clipseg_{c}", ["-r", f"image:=/{c}/image"]) for c in CAMERAS]
+        commands = [node_command(weights, f"clipseg_{c}", {}, "-r", f"image:=/{c}/image") for c in CAMERAS]
         outputs = {c: f"/clipseg_{c}/mask" for c in CAMERAS}
     env = {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}
     nodes = [subprocess.Popen(command, cwd=workdir, env=env) for command in commands]
-    client = Client(outputs)
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
     try:
-        deadline = time.time() + 240
-        while not all(client.received.values()):  # every node up, matched, producing
-            if any(n.poll() is not None for n in nodes) or time.time() > deadline:
-                raise RuntimeError(f"{setup}: a node did not produce masks")
-            client.publish()
-            time.sleep(0.2)
-        client.received = {c: 0 for c in CAMERAS}
-        start = time.perf_counter()
-        frames = int(seconds * rate)
-        for i in range(frames):
-            client.publish()
-            time.sleep(max(0.0, start + (i + 1) / rate - time.perf_counter()))
-        elapsed = time.perf_counter() - start
-        time.sleep(1.0)
-        return {
-            "rate_hz": {c: client.received[c] / elapsed for c in CAMERAS},
-            "rss_mib": sum(memory_mib(n.pid) for n in nodes),
-        }
+        with spinning(Client(outputs)) as client:
+            # Every node up, matched and producing masks.
+            wait_until(lambda: all(client.received.values()), nodes, 240,
+                       lambda: f"{setup}: a node did not produce masks", each_try=client.publish, interval_s=0.2)
+            client.received = {c: 0 for c in CAMERAS}
+            start = time.perf_counter()
+            frames = int(seconds * rate)
+            for i in range(frames):
+                client.publish()
+                time.sleep(max(0.0, start + (i + 1) / rate - time.perf_counter()))
+            elapsed = time.perf_counter() - start
+            time.sleep(1.0)
+            return {
+                "rate_hz": {c: client.received[c] / elapsed for c in CAMERAS},
+                "rss_mib": sum(memory_mib(n.pid) for n in nodes),
+            }
     finally:
-        executor.shutdown()
-        spinner.join()
-        client.destroy_node()
-        for node in nodes:
-            node.terminate()
-        for node in nodes:
-            node.wait(timeout=20)
+        stop(nodes, timeout_s=20)
 
 
 def _mean(runs: list[dict]) -> dict:

@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,8 +32,9 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from node_driver import segment_node_command, spinning, stop, wait_until
 from process_memory import memory_mib
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -96,7 +96,10 @@ def echo_node() -> None:
 
     node.create_subscription(Image, "/image", echo, QoSProfile(depth=1))
     try:
-        rclpy.spin(node)
+        # Not rclpy.spin: now and then the wake-up of rclpy's SIGTERM handler was lost and the peer waited for
+        # frames forever (3 of 12 bench runs); a bounded wait sees the shut-down context.
+        while rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # terminated by the bench: the normal end
 
@@ -107,76 +110,70 @@ def run_model(name: str, frames: int, rate: float, workdir: Path) -> dict:
     else:
         torch.manual_seed(0)
         weights = save_hf(ClipSeg(MODELS[name]), workdir / name)
-        command = [sys.executable, "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-p", f"weights:={weights}",
-                   "-p", "device:=cpu", "-p", "prompts:=['cup']", "--log-level", "warn"]
+        command = segment_node_command("clipseg", {"weights": weights, "device": "cpu", "prompts": ["cup"]},
+                                       "--log-level", "warn")
     node = subprocess.Popen(command, cwd=workdir)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    client = Client(frame)
-    # One thread: rclpy's MultiThreadedExecutor costs CPU that the node under test would miss on 2 cores.
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
     try:
-        deadline = time.time() + 180
-        while not client.latencies:  # until the node is up, matched and has produced a mask
-            if node.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"node for {name} did not produce a mask (exit {node.poll()})")
-            client.publish_frame()
-            time.sleep(0.5)
-        client.latencies.clear()
-        client.newest_stamp = None  # the start-up masks' stamps are seconds old: not part of the run
-        rss_start = memory_mib(node.pid)
-        ages = []
-        period = 1.0 / rate
-        start = time.perf_counter()
-        for i in range(frames):
-            client.publish_frame()
-            target = start + (i + 1) * period
-            while (now := time.perf_counter()) < target:
-                if client.newest_stamp is not None:
-                    ages.append(time.time() - client.newest_stamp)
-                time.sleep(min(0.05, max(0.0, target - now)))
-            if i == frames // 3:  # allocator and caches warmed up: from here RSS should stay flat
-                rss_third = memory_mib(node.pid)
-        elapsed = time.perf_counter() - start
-        model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
-        time.sleep(max(1.5, 3 * model_ms / 1000))  # let the last frame's mask arrive
-        model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
-        arrival_to_output_ms = float(client.diagnostics.get("latency_ms_mean", "0"))
-        rss_end = memory_mib(node.pid)
-        received = len(client.latencies)
-        median_ms = 1000 * statistics.median(client.latencies)
-        return {
-            "frames_published": frames,
-            "masks_received": received,
-            "output_rate_hz": received / elapsed,
-            "input_rate_hz": frames / elapsed,
-            "dropped": frames - received,
-            "node_reported_dropped": client.diagnostics.get("frames_dropped"),
-            "latency_ms_median": median_ms,
-            "latency_ms_p90": 1000 * float(np.percentile(client.latencies, 90)),
-            "model_ms_mean": model_ms,
-            "overhead_ms": median_ms - model_ms,
-            # Inside the node but outside the model, from its diagnostics: the frame's wait in the
-            # mailbox for the previous inference to end, decoding and publishing. The rest of the
-            # overhead is ROS transport of the frame and the mask (the echo peer's latency).
-            "node_wait_and_io_ms": arrival_to_output_ms - model_ms,
-            "arrival_age_p95_over_model_time": float(np.percentile(client.latencies, 95)) * 1000 / model_ms
-            if model_ms else float("nan"),
-            "newest_output_age_ms_median": 1000 * statistics.median(ages),
-            "newest_output_age_ms_p95": 1000 * float(np.percentile(ages, 95)),
-            "newest_output_age_ms_max": 1000 * max(ages),
-            "age_p95_over_model_time": float(np.percentile(ages, 95)) * 1000 / model_ms if model_ms else float("nan"),
-            "node_rss_mib_start": rss_start,
-            "node_rss_mib_third": rss_third,
-            "node_rss_mib_end": rss_end,
-        }
+        with spinning(Client(frame)) as client:
+            return _measure(client, node, name, frames, rate)
     finally:
-        executor.shutdown()
-        client.destroy_node()
-        node.terminate()
-        node.wait(timeout=20)
+        stop([node], timeout_s=20)
+
+
+def _measure(client: Client, node: subprocess.Popen, name: str, frames: int, rate: float) -> dict:
+    # Until the node is up, matched and has produced a mask.
+    wait_until(lambda: bool(client.latencies), [node], 180,
+               lambda: f"node for {name} did not produce a mask (exit {node.poll()})", each_try=client.publish_frame,
+               interval_s=0.5)
+    client.latencies.clear()
+    client.newest_stamp = None  # the start-up masks' stamps are seconds old: not part of the run
+    rss_start = memory_mib(node.pid)
+    ages = []
+    period = 1.0 / rate
+    start = time.perf_counter()
+    for i in range(frames):
+        client.publish_frame()
+        target = start + (i + 1) * period
+        while (now := time.perf_counter()) < target:
+            if client.newest_stamp is not None:
+                ages.append(time.time() - client.newest_stamp)
+            time.sleep(min(0.05, max(0.0, target - now)))
+        if i == frames // 3:  # allocator and caches warmed up: from here RSS should stay flat
+            rss_third = memory_mib(node.pid)
+    elapsed = time.perf_counter() - start
+    model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
+    time.sleep(max(1.5, 3 * model_ms / 1000))  # let the last frame's mask arrive
+    model_ms = float(client.diagnostics.get("inference_ms_mean", "0"))
+    arrival_to_output_ms = float(client.diagnostics.get("latency_ms_mean", "0"))
+    rss_end = memory_mib(node.pid)
+    received = len(client.latencies)
+    median_ms = 1000 * statistics.median(client.latencies)
+    return {
+        "frames_published": frames,
+        "masks_received": received,
+        "output_rate_hz": received / elapsed,
+        "input_rate_hz": frames / elapsed,
+        "dropped": frames - received,
+        "node_reported_dropped": client.diagnostics.get("frames_dropped"),
+        "latency_ms_median": median_ms,
+        "latency_ms_p90": 1000 * float(np.percentile(client.latencies, 90)),
+        "model_ms_mean": model_ms,
+        "overhead_ms": median_ms - model_ms,
+        # Inside the node but outside the model, from its diagnostics: the frame's wait in the
+        # mailbox for the previous inference to end, decoding and publishing. The rest of the
+        # overhead is ROS transport of the frame and the mask (the echo peer's latency).
+        "node_wait_and_io_ms": arrival_to_output_ms - model_ms,
+        "arrival_age_p95_over_model_time": float(np.percentile(client.latencies, 95)) * 1000 / model_ms
+        if model_ms else float("nan"),
+        "newest_output_age_ms_median": 1000 * statistics.median(ages),
+        "newest_output_age_ms_p95": 1000 * float(np.percentile(ages, 95)),
+        "newest_output_age_ms_max": 1000 * max(ages),
+        "age_p95_over_model_time": float(np.percentile(ages, 95)) * 1000 / model_ms if model_ms else float("nan"),
+        "node_rss_mib_start": rss_start,
+        "node_rss_mib_third": rss_third,
+        "node_rss_mib_end": rss_end,
+    }
 
 
 def run_profile(profile: str, args: argparse.Namespace) -> dict:

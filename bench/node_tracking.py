@@ -20,7 +20,6 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from node_driver import segment_node_command, spinning, stop, wait_until
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -90,47 +89,38 @@ def camera_info(settings: SequenceSettings, header: Header) -> CameraInfo:
 def run_node(weights: Path, threshold: float, tracking: bool, frames_of: dict, log: Path) -> dict:
     """One node process over every sequence: per seed its hypotheses, and the round trips."""
     params = {
-        "weights": str(weights.resolve()), "device": "cpu", "input_size": "[96, 96]", "threshold": str(threshold),
-        "prompts": "[" + ", ".join(LABELS) + "]", "depth.enabled": "true", "depth.sync_tolerance_s": "0.02",
-        "tracking.enabled": str(tracking).lower(),
+        "weights": weights.resolve(), "device": "cpu", "input_size": [96, 96], "threshold": threshold,
+        "prompts": list(LABELS), "depth.enabled": True, "depth.sync_tolerance_s": 0.02, "tracking.enabled": tracking,
     }
-    command = [sys.executable, "-P", "-m", "clipseg_ros.ros.node.segment_node", "--ros-args", "-r", f"__node:={NODE}"]
-    for name, value in params.items():
-        command += ["-p", f"{name}:={value}"]
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
-    client = Client()
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+        process = subprocess.Popen(segment_node_command(NODE, params), stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=tempfile.gettempdir())
     try:
-        deadline = time.monotonic() + 120
-        while client.image.get_subscription_count() == 0 or client.depth.get_subscription_count() == 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the node did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        runs, trips = {}, []
-        for seed, frames in frames_of.items():
-            hypotheses = []
-            for number, frame in enumerate(frames):
-                stamp_ns = round((1000 * seed + frame.stamp_s) * 1e9)  # later seeds later: no stamp goes back
-                header = Header(frame_id="camera_optical_frame")
-                header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-                answer = client.send(header, frame.image, frame.depth, camera_info(SequenceSettings(), header))
-                if answer is None:
-                    raise RuntimeError(f"no segmentation for frame {number} of seed {seed}: {log.read_text()[-2000:]}")
-                trip, msg = answer
-                if number >= 10:  # after warm-up
-                    trips.append(trip)
-                hypotheses.append(track_masks(msg, frame.depth.shape))
-            runs[seed] = hypotheses
-        return {"hypotheses": runs, "trips": trips}
+        with spinning(Client()) as client:
+            wait_until(lambda: client.image.get_subscription_count() and client.depth.get_subscription_count(),
+                       [process], 120, lambda: f"the node did not start: {log.read_text()[-2000:]}")
+            return _track(client, frames_of, log)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        executor.shutdown()
-        client.destroy_node()
+        stop([process])
+
+
+def _track(client: Client, frames_of: dict, log: Path) -> dict:
+    runs, trips = {}, []
+    for seed, frames in frames_of.items():
+        hypotheses = []
+        for number, frame in enumerate(frames):
+            stamp_ns = round((1000 * seed + frame.stamp_s) * 1e9)  # later seeds later: no stamp goes back
+            header = Header(frame_id="camera_optical_frame")
+            header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            answer = client.send(header, frame.image, frame.depth, camera_info(SequenceSettings(), header))
+            if answer is None:
+                raise RuntimeError(f"no segmentation for frame {number} of seed {seed}: {log.read_text()[-2000:]}")
+            trip, msg = answer
+            if number >= 10:  # after warm-up
+                trips.append(trip)
+            hypotheses.append(track_masks(msg, frame.depth.shape))
+        runs[seed] = hypotheses
+    return {"hypotheses": runs, "trips": trips}
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
-from rclpy.executors import SingleThreadedExecutor
+from node_driver import segment_node_command, spinning
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -51,38 +50,13 @@ class Client(Node):
         self.masks += 1
 
 
-def run_round(index: int, situation: str, sig: int, weights: Path, args, workdir: Path) -> dict:
-    name = f"clipseg_shutdown_{index}"
-    log_path = workdir / f"{name}.log"
-    command = [
-        sys.executable,
-        "-P",
-        "-m",
-        "clipseg_ros.ros.node.segment_node",
-        "--ros-args",
-        "-r",
-        f"__node:={name}",
-        "-p",
-        f"weights:={weights}",
-        "-p",
-        "device:=cpu",
-        "-p",
-        "prompts:=['cup']",
-        "-p",
-        f"input_size:=[{args.input_size}, {args.input_size}]",
-    ]
-    with open(log_path, "w") as log:
-        node = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    client = Client(name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+def _signal_during(situation: str, sig: int, client: Client, node: subprocess.Popen, args, log_path: Path):
+    """The signal sent to the node in `situation`: seconds to its exit, and what a call in flight was answered."""
     stop = threading.Event()
     future = None
     try:
         if not client.segment.wait_for_service(timeout_sec=120):
-            raise RuntimeError(f"{name} never came up:\n{log_path.read_text()}")
+            raise RuntimeError(f"{log_path.stem} never came up:\n{log_path.read_text()}")
         if situation == "idle":
             time.sleep(args.idle_s)
         else:
@@ -115,9 +89,20 @@ def run_round(index: int, situation: str, sig: int, weights: Path, args, workdir
             else:
                 answered = False
     finally:
-        stop.set()
-        executor.shutdown()
-        client.destroy_node()
+        stop.set()  # the stream's thread publishes no more on the client
+    return exit_s, answered
+
+
+def run_round(index: int, situation: str, sig: int, weights: Path, args, workdir: Path) -> dict:
+    name = f"clipseg_shutdown_{index}"
+    log_path = workdir / f"{name}.log"
+    params = {"weights": weights, "device": "cpu", "prompts": ["cup"], "input_size": [args.input_size] * 2}
+    with open(log_path, "w") as log:
+        node = subprocess.Popen(segment_node_command(name, params), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with spinning(Client(name)) as client:
+            exit_s, answered = _signal_during(situation, sig, client, node, args, log_path)
+    finally:
         if node.poll() is None:
             node.kill()
             node.wait()
