@@ -4,7 +4,8 @@ A pixel near the threshold flickers from frame to frame with the camera's noise.
 is an exponential moving average (`smoothing`: the newest frame's weight), and a pixel of the mask turns on at or
 above `on_threshold` and off only below `off_threshold` (lower): noise around one threshold no longer toggles it.
 The average and the mask start again when the prompt is new or changed (`end_prompts`), when the frame size
-changes, and when a stamp goes back (a replayed recording); `reset` starts everything again. One filter per camera.
+changes, and when a stamp goes back (a replayed recording); `reset` starts everything again. A frame stamped the same
+as the last one is that frame again (republished, resent): it is not averaged in a second time. One filter per camera.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class TemporalFilter:
         known = next(iter(self._average.values()), None)
         if (self._stamp is not None and stamp_s < self._stamp) or (known is not None and known.shape != size):
             self.reset()
+        repeat = stamp_s == self._stamp
         self._stamp = stamp_s
         for label in [label for label in self._average if label not in labels]:
             self.end_prompts([label])
@@ -77,7 +79,7 @@ class TemporalFilter:
             if average is None:
                 average = probabilities[index].astype(np.float32, copy=True)
                 mask = average >= settings.on_threshold
-            else:
+            elif not repeat:
                 average += settings.smoothing * (probabilities[index] - average)
                 mask = (average >= settings.on_threshold) | (mask & (average >= settings.off_threshold))
             self._average[label], self._mask[label] = average, mask

@@ -14,6 +14,8 @@ Rules:
 - a reported track that misses more than `max_missed_frames` consecutive frames ends;
 - a prompt missing from a frame's labels, or named in `end_prompts`, ends its tracks; `reset` ends all, and so
   does a stamp earlier than the last one (a replayed recording);
+- a frame stamped the same as the last one is that camera frame again (republished, or sent twice): its instances
+  are matched and refresh their tracks, but it counts as no new frame: no hit, no miss, no age;
 - velocity is measured between the 3D positions of matched frames over the time between their header stamps
   (not where the mask's area changed by more than STEADY_AREA: partly hidden, its centre moves), smoothed, in
   m/s in the camera's optical frame; it is None for an instance without 3D and until a
@@ -118,7 +120,8 @@ class _Track:
                 old = measured if self.velocity is None else self.velocity
                 self.velocity = old + smoothing * (measured - old)
             self.position, self.position_stamp = position, stamp
-        self.hits += 1
+        if not self.hits or stamp > self.stamp:
+            self.hits += 1
         self.missed = 0
         self.stamp, self.bbox, self.mask, self.area = stamp, instance.bbox, instance.mask, instance.area
         self.centroid = instance.centroid
@@ -180,8 +183,10 @@ class Tracker:
             return tuple(TrackedInstance(i, 0, 0, 0.0, None, ()) for i in instances)
         if self._stamp is not None and stamp_s < self._stamp:
             self.reset()
+        repeat = stamp_s == self._stamp
         self._stamp = stamp_s
-        self._frame += 1
+        if not repeat:
+            self._frame += 1
         self.end_prompts([label for label in self._tracks if label not in labels])
         by_label: dict[str, list[int]] = {}
         for index, instance in enumerate(instances):
@@ -191,11 +196,12 @@ class Tracker:
         # strings changes with each process's hash seed: a recording labelled twice got its ids swapped).
         for label in dict.fromkeys([*labels, *by_label, *self._tracks]):
             indices = by_label.get(label, [])
-            for index, track in zip(indices, self._associate(label, [instances[i] for i in indices]), strict=True):
+            associated = self._associate(label, [instances[i] for i in indices], repeat)
+            for index, track in zip(indices, associated, strict=True):
                 tracks_of[index] = track
         return tuple(self._report(i, track, stamp_s) for i, track in zip(instances, tracks_of, strict=True))
 
-    def _associate(self, label: str, instances: list[Instance]) -> list[_Track]:
+    def _associate(self, label: str, instances: list[Instance], repeat: bool) -> list[_Track]:
         settings, stamp = self._settings, self._stamp
         tracks = self._tracks.get(label, [])
         groups = [[column] for column in range(len(instances))]
@@ -224,7 +230,7 @@ class Tracker:
                         seen.add(rows[r])
         kept = []
         for row, track in enumerate(tracks):
-            if row not in seen:
+            if row not in seen and not repeat:
                 track.missed += 1
                 if track.hits < settings.min_hits or track.missed > settings.max_missed_frames:
                     continue

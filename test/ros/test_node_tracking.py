@@ -93,7 +93,7 @@ def send(io, seconds: int, image: Image | None = None, inbox: str = "segmentatio
         io["depth"].publish(wall(seconds))
         time.sleep(0.05)  # the depth frame is in the node before its colour frame
         io["image"].publish(image or frame(seconds))
-        found = io[inbox].wait(lambda m: same_stamp(m, seconds), timeout=1.0)
+        found = io[inbox].wait(lambda m: same_stamp(m, seconds), timeout=3.0)
         if found is not None:
             return found
     raise AssertionError(f"no {inbox} for the frame stamped {seconds} s")

@@ -31,6 +31,15 @@ def test_the_average_weighs_the_newest_frame_by_smoothing():
     assert averaged[0, 0, 0] == pytest.approx(0.25) and not masks.any()
 
 
+def test_a_frame_sent_again_with_its_stamp_is_not_averaged_in_twice():
+    temporal = TemporalFilter(TemporalSettings(enabled=True, smoothing=0.25))
+    temporal.filter(0.0, ("cup",), one_pixel(0.0))
+    first, _ = temporal.filter(0.1, ("cup",), one_pixel(1.0))
+    again, _ = temporal.filter(0.1, ("cup",), one_pixel(1.0))
+    assert first[0, 0, 0] == again[0, 0, 0] == pytest.approx(0.25)
+    assert temporal.filter(0.2, ("cup",), one_pixel(1.0))[0][0, 0, 0] == pytest.approx(0.4375)
+
+
 def test_off_passes_the_maps_through_thresholded_at_on():
     maps = np.array([[[0.2, 0.7]]], np.float32)
     averaged, masks = TemporalFilter(TemporalSettings(enabled=False)).filter(0.0, ("cup",), maps)

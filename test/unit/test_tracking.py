@@ -30,9 +30,9 @@ def square(x: int, y: int, side: int = 10, label: str = CUP, at: tuple[float, fl
     )
 
 
-def run(tracker: Tracker, frames, labels=(CUP,), rate_hz: float = 10.0):
+def run(tracker: Tracker, frames, labels=(CUP,), rate_hz: float = 10.0, start_s: float = 0.0):
     """Each frame's track ids."""
-    return [[t.track_id for t in tracker.update(i / rate_hz, labels, f)] for i, f in enumerate(frames)]
+    return [[t.track_id for t in tracker.update(start_s + i / rate_hz, labels, f)] for i, f in enumerate(frames)]
 
 
 def test_a_track_is_reported_from_its_min_hits_th_frame():
@@ -51,7 +51,7 @@ def test_each_unmatched_instance_gets_a_new_id_and_ids_are_never_reused():
     tracker = Tracker(TrackingSettings(min_hits=1, max_missed_frames=0))
     first = run(tracker, [[square(0, 0), square(50, 50)]])[0]
     assert len(set(first)) == 2 and 0 not in first
-    later = run(tracker, [[], [square(0, 0), square(50, 50)]])  # both ended by the empty frame
+    later = run(tracker, [[], [square(0, 0), square(50, 50)]], start_s=1.0)  # both ended by the empty frame
     assert set(later[1]).isdisjoint(first)
     tracker.reset()
     assert set(run(tracker, [[square(0, 0)]])[0]).isdisjoint(first + later[1])
@@ -108,6 +108,16 @@ def test_reset_and_a_stamp_going_back_end_every_track():
     tracker.reset()
     after_reset = tracker.update(2.0, (CUP,), [square(0, 0)])[0].track_id
     assert len({first, replayed, after_reset}) == 3
+
+
+def test_a_frame_sent_again_with_its_stamp_is_no_new_frame():
+    tracker = Tracker(TrackingSettings(min_hits=3, max_missed_frames=0))
+    stamps = [0.0, 0.0, 0.1, 0.1, 0.2]  # the first two frames each sent twice (a resend, a republished frame)
+    reports = [tracker.update(stamp, (CUP,), [square(10, 10)])[0] for stamp in stamps]
+    assert [r.track_id for r in reports[:4]] == [0, 0, 0, 0]  # two frames seen, not four: not reported yet
+    assert reports[4].track_id > 0 and reports[4].age_frames == 2
+    assert tracker.update(0.2, (CUP,), []) == ()  # the same frame again without it: no miss
+    assert tracker.update(0.3, (CUP,), [square(10, 10)])[0].track_id == reports[4].track_id
 
 
 def test_velocity_comes_from_stamps_in_metres_per_second_and_age_in_frames_and_seconds():
