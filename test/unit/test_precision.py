@@ -52,8 +52,11 @@ def test_auto_follows_the_measured_bf16_speed(caplog, monkeypatch, speedup, chos
 
 
 def test_auto_on_this_cpu_takes_what_its_probe_measured(caplog):
+    threads = torch.get_num_threads()
+    bf16_speedup.cache_clear()
     speedup = bf16_speedup()
-    assert 0.0 < speedup < 100.0 and bf16_speedup() == speedup  # measured once per process and thread count
+    assert 0.0 < speedup < 100.0 and bf16_speedup() == speedup  # measured once per process
+    assert torch.get_num_threads() == threads  # the probe's one thread given back
     precision, line = auto_choice(caplog)
     assert precision == ("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32") and f"{speedup:.1f}x" in line
 
