@@ -261,9 +261,10 @@ def live_nodes(tiny_checkpoint):
     runs = NodeRuns()
     start_typed_node(runs, tiny_checkpoint, ACCEPTED_TYPES)
     base = {"weights": str(tiny_checkpoint), "device": "cpu"}
-    busy = {**base, "input_size": "[512, 512]", "prompts": "[cup]"}
+    busy = {**base, "input_size": "[512, 512]", "prompts": "[cup]", "precision": "fp32"}
     for name in SIGNALLED.values():
-        runs.start_node(name, busy, ("-r", f"image:=/{name}/camera"))
+        # At debug level the node logs each service call it receives: the signal is sent once the call is in.
+        runs.start_node(name, busy, ("-r", f"image:=/{name}/camera", "--log-level", f"{name}:=debug"))
     runs.start_node(IDLE, {**base, "input_size": "[64, 64]"})
     yield runs
     runs.stop()
@@ -294,7 +295,11 @@ def test_signal_while_frames_and_a_call_are_in_flight(probe, live_nodes, sig):
             # at 512x512 take the tiny model 0.2-0.4 s here, so the signal comes while the call is computed.
             request = Segment.Request(image=frame(7, 160, 120), prompts=[f"p{i}" for i in range(8)])
             future = client.call_async(request)
-            time.sleep(0.05)
+            # Signalled before the call reached it, the node would rightly have nothing to answer.
+            deadline = time.monotonic() + 10.0
+            while "segment call: 8 prompts" not in node.log() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert "segment call: 8 prompts" in node.log(), node.log()
             elapsed = _stop_and_time(node, sig)
             answered = threading.Event()
             future.add_done_callback(lambda _: answered.set())

@@ -57,6 +57,7 @@ class SegmentService:
 
     async def answer(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         """The service callback."""
+        self._node.get_logger().debug(f"segment call: {len(request.prompts)} prompts, camera {request.camera!r}")
         response = await self._answer(request, response)
         if self._closing.is_set() and response.success:
             # A full answer is megabytes that would still be in transit when the node is destroyed, and lost
