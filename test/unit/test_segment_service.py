@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from rclpy.logging import get_logger
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
@@ -29,7 +30,9 @@ class Service:
         board = PromptBoard()
         board.configure(Settings.read({**defaults, "prompts": prompts, **changes}.__getitem__))
         self.active, self.closing = True, threading.Event()
-        self.service = SegmentService(None, board, segmenter, {}, lambda: self.active, self.closing, lambda: None)
+        self.service = SegmentService(
+            None, get_logger("segment_service"), board, segmenter, {}, lambda: self.active, self.closing, lambda: None
+        )
 
     def call(self, **fields) -> Segment.Response:
         return asyncio.run(self.service.answer(Segment.Request(**fields), Segment.Response()))

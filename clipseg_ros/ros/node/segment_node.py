@@ -161,7 +161,8 @@ class SegmentNode(LifecycleNode):
         self._pub_label_info = self.create_publisher(String, "~/label_info", latched)
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._service = SegmentService(
-            self, self._board, self._segmenter, self._cameras, self._is_active, self.closing, self.update_subscriptions
+            self, self.get_logger(), self._board, self._segmenter, self._cameras, self._is_active, self.closing,
+            self.update_subscriptions,
         )
         self._entities = [
             self._pub_label_info,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
+from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.node import Node
 from std_msgs.msg import Header
 
@@ -43,6 +44,7 @@ class SegmentService:
     def __init__(
         self,
         node: Node,
+        logger: RcutilsLogger,
         board: PromptBoard,
         segmenter: Segmenter,
         cameras: Mapping[str, Camera],
@@ -50,14 +52,15 @@ class SegmentService:
         closing: threading.Event,
         update_subscriptions: Callable[[], None],
     ) -> None:
-        """`active()`: whether the node is active; `update_subscriptions()`: the cameras look at who waits."""
-        self._node, self._board, self._segmenter, self._cameras = node, board, segmenter, cameras
+        """`node`: where timers are made; `logger`: the node's; `active()`: whether the node is active;
+        `update_subscriptions()`: the cameras look at who waits."""
+        self._node, self._log, self._board, self._segmenter, self._cameras = node, logger, board, segmenter, cameras
         self._active, self._closing, self._update_subscriptions = active, closing, update_subscriptions
         self.last_answer = 0.0  # time.monotonic() of the last answer
 
     async def answer(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         """The service callback."""
-        self._node.get_logger().debug(f"segment call: {len(request.prompts)} prompts, camera {request.camera!r}")
+        self._log.debug(f"segment call: {len(request.prompts)} prompts, camera {request.camera!r}")
         response = await self._answer(request, response)
         if self._closing.is_set() and response.success:
             # A full answer is megabytes that would still be in transit when the node is destroyed, and lost
@@ -76,7 +79,7 @@ class SegmentService:
             response.message = str(exc)
             return response
         except Exception as exc:  # e.g. out of GPU memory on a huge image: fail the call, not the node
-            self._node.get_logger().error(f"segment service failed: {exc!r}")
+            self._log.error(f"segment service failed: {exc!r}")
             response.success = False
             response.message = f"internal error: {exc!r}"
             return response
