@@ -90,7 +90,8 @@ def _values(status) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def graph(tiny_checkpoint, tmp_path_factory):
+def graph(tiny_checkpoint, tmp_path_factory, request):
+    failed_before = request.session.testsfailed
     tmp = tmp_path_factory.mktemp("nodes")
     params = {"weights": str(tiny_checkpoint), "device": "cpu", "input_size": "[64, 64]", "prompts": "[cup]"}
     raw = NodeProcess(tmp, "clipseg", params)
@@ -114,6 +115,8 @@ def graph(tiny_checkpoint, tmp_path_factory):
         rclpy.shutdown()
         codes = {node.name: node.stop() for node in (raw, compressed)}
     assert codes == {"clipseg": 0, "clipseg_compressed": 0}, raw.log() + compressed.log()
+    # The nodes' own account of a module where a test failed (the tests' messages seldom carry it).
+    assert request.session.testsfailed == failed_before, raw.log() + compressed.log()
 
 
 @pytest.fixture
