@@ -59,6 +59,7 @@ while True:
 def start_publisher(profile: Path | None) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ)
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)  # Fast DDS's own defaults, shared memory included (conftest.py)
     if profile is not None:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     process = subprocess.Popen([sys.executable, "-P", "-c", PUBLISHER], env=env, stdout=subprocess.PIPE,
