@@ -51,8 +51,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
 # Over UDP on the loopback, not Fast DDS's shared memory: the tests kill processes, and a participant killed while
 # it works a shared-memory port can leave that port stuck for the process that reuses it (eProsima/Fast-DDS#5469,
-# #2811). CI once had one node stop receiving from the tests mid-module (nine tests failed) while it still
-# published. test_dds_profile.py measures the shared-memory defaults in processes of its own.
+# #2811). test_dds_profile.py measures the shared-memory defaults in processes of its own.
 os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
 
 
