@@ -206,9 +206,9 @@ def test_runtime_parameters_are_validated(graph, cup):
 
 
 def test_service_answers_while_streaming(graph, cup):
-    # A publisher and a client of this test's own, destroyed after it. In three of six full CI runs here, the
-    # writers that carried this test's stream and calls never delivered a large message to the node again
-    # (prompts and small frames still arrived), and every later test of the module failed.
+    # A publisher and a client of this test's own, destroyed after it. In three of six full CI runs here, no
+    # frame or image-carrying call from the module's shared writers reached the node after this test (prompts and
+    # a small frame still did) and every later test of the module failed; why is not known.
     stream_to = graph.probe.create_publisher(Image, "/image", RELIABLE)
     segment = wait_for_service(graph.probe, graph.raw, Segment, "/clipseg/segment")
     graph.probe.wait_for_subscribers(stream_to)
