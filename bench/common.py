@@ -67,12 +67,20 @@ def agreement(reference: np.ndarray, other: np.ndarray, threshold: float = 0.5) 
             "iou": float(np.logical_and(a, b).sum() / union) if union else 1.0}
 
 
+# Worker threads keep spinning on a core after a call returns (measured after a 4-prompt frame: ONNX Runtime's
+# about 40 ms of CPU, torch's OpenMP about 10 ms). Back to back, that spinning would land on the next call of the
+# round, another runtime's, and slow it by up to a fifth on 2 cores: each call starts on a settled machine.
+SETTLE_S = 0.2
+
+
 def alternating_medians(calls: dict, runs: int) -> dict[str, float]:
-    """Each call once to warm up, then `runs` rounds of every call in turn; the median of each."""
+    """Each call once to warm up, then `runs` rounds of every call in turn, each after SETTLE_S of quiet; the
+    median of each."""
     for call in calls.values():
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(runs):
         for name, call in calls.items():
+            time.sleep(SETTLE_S)
             times[name].append(timed(call))
     return {name: statistics.median(t) for name, t in times.items()}
