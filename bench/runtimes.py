@@ -3,7 +3,8 @@ ONNX Runtime fp32 and ONNX Runtime int8 (dynamic).
 
 Same random full-size rd64-refined weights for all (made as bench/engine_vs_transformers.py makes them, or
 --weights), 352x352, text prompts cached, at 1, 4 and 8 prompts. The runtimes run in turn, frame after frame,
-and each one's median is taken, so a neighbour's load hits all alike; ratios are against torch fp32, and the
+each after a 0.2 s pause (so that one runtime's threads, still spinning, do not slow the next one's frame), and
+each one's median is taken, so a neighbour's load hits all alike; ratios are against torch fp32, and the
 load average is printed beside each figure (a loaded machine slows torch's threads more than ONNX Runtime's).
 Each runtime also starts once in a fresh process: its first call (Segmenter creation, i.e. the ONNX Runtime
 session or the bf16 copy of the weights, plus the first frame; weights loading excluded) and its peak RSS; and
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import PROMPTS, agreement, alternating_medians, cuda_time, load_average, make_weights
+from common import PROMPTS, SETTLE_S, agreement, alternating_medians, cuda_time, load_average, make_weights
 
 from clipseg_ros import Segmenter
 from clipseg_ros.engine.checkpoints import load_hf
@@ -150,7 +151,8 @@ def main() -> None:
         gpu = gpu_section(directory, args.runs)
 
     print(f"\nCLIPSeg rd64-refined, {SIZE}x{SIZE}, CPU ({torch.get_num_threads()} threads, "
-          f"{torch.backends.cpu.get_cpu_capability()}), median of {args.runs} alternating runs, text prompts cached")
+          f"{torch.backends.cpu.get_cpu_capability()}), median of {args.runs} alternating runs "
+          f"(each frame after {SETTLE_S} s of quiet), text prompts cached")
     print(f"{'runtime':18} {'prompts':>7} {'ms':>9} {'/ fp32':>7} {'target':>7} {'':7} load 1/5/15 min")
     for n, by_backend in rows.items():
         for name, r in by_backend.items():
