@@ -73,9 +73,9 @@ def agreement(reference: np.ndarray, other: np.ndarray, threshold: float = 0.5) 
 SETTLE_S = 0.2
 
 
-def alternating_medians(calls: dict, runs: int) -> dict[str, float]:
-    """Each call once to warm up, then `runs` rounds of every call in turn, each after SETTLE_S of quiet; the
-    median of each."""
+def alternating_times(calls: dict, runs: int) -> dict[str, list[float]]:
+    """Each call once to warm up, then `runs` rounds of every call in turn, each after SETTLE_S of quiet; each
+    call's seconds, round by round."""
     for call in calls.values():
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -83,4 +83,9 @@ def alternating_medians(calls: dict, runs: int) -> dict[str, float]:
         for name, call in calls.items():
             time.sleep(SETTLE_S)
             times[name].append(timed(call))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def alternating_medians(calls: dict, runs: int) -> dict[str, float]:
+    """The median of each call's alternating_times."""
+    return {name: statistics.median(t) for name, t in alternating_times(calls, runs).items()}

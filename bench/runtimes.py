@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import PROMPTS, SETTLE_S, agreement, alternating_medians, cuda_time, load_average, make_weights
+from common import PROMPTS, SETTLE_S, agreement, alternating_times, cuda_time, load_average, make_weights
 
 from clipseg_ros import Segmenter
 from clipseg_ros.engine.checkpoints import load_hf
@@ -137,12 +138,17 @@ def main() -> None:
         frame = image()
         rows = {}
         for n in COUNTS:
-            medians = alternating_medians(
+            times = alternating_times(
                 {name: lambda s=s, n=n: s.segment(frame, PROMPTS[:n]) for name, s in segmenters.items()}, args.runs)
             load = load_average()
-            rows[n] = {name: {"seconds": t, "ratio": t / medians[BASELINE], "target": TARGETS.get((name, n)),
-                              "load": load}
-                       for name, t in medians.items()}
+            baseline = statistics.median(times[BASELINE])
+            # A runtime's frame against torch fp32's of the same round, seconds apart: the spread of these says
+            # how much the machine changed under the run, which the medians alone hide.
+            per_round = {name: [a / b for a, b in zip(t, times[BASELINE], strict=True)] for name, t in times.items()}
+            rows[n] = {name: {"seconds": statistics.median(t), "ratio": statistics.median(t) / baseline,
+                              "round_ratios": (min(per_round[name]), max(per_round[name])),
+                              "target": TARGETS.get((name, n)), "load": load}
+                       for name, t in times.items()}
         reference = segmenters[BASELINE].segment(frame, PROMPTS[:4]).probabilities
         agree = {name: agreement(reference, s.segment(frame, PROMPTS[:4]).probabilities)
                  for name, s in segmenters.items() if name != BASELINE}
@@ -153,12 +159,17 @@ def main() -> None:
     print(f"\nCLIPSeg rd64-refined, {SIZE}x{SIZE}, CPU ({torch.get_num_threads()} threads, "
           f"{torch.backends.cpu.get_cpu_capability()}), median of {args.runs} alternating runs "
           f"(each frame after {SETTLE_S} s of quiet), text prompts cached")
-    print(f"{'runtime':18} {'prompts':>7} {'ms':>9} {'/ fp32':>7} {'target':>7} {'':7} load 1/5/15 min")
+    print(f"{'runtime':18} {'prompts':>7} {'ms':>9} {'/ fp32':>7} {'rounds':>11} {'target':>7} {'':7} "
+          f"load 1/5/15 min")
     for n, by_backend in rows.items():
         for name, r in by_backend.items():
             target = f"<={r['target']}" if r["target"] else ""
             ok = "" if r["target"] is None else ("met" if r["ratio"] <= r["target"] else "MISSED")
-            print(f"{name:18} {n:7d} {r['seconds'] * 1e3:9.1f} {r['ratio']:7.3f} {target:>7} {ok:7} {r['load']}")
+            low, high = r["round_ratios"]
+            print(f"{name:18} {n:7d} {r['seconds'] * 1e3:9.1f} {r['ratio']:7.3f} {low:5.3f}-{high:5.3f} "
+                  f"{target:>7} {ok:7} {r['load']}")
+    print("(rounds: the lowest and highest ratio of a round, the runtime's frame against torch fp32's of the same "
+          "round)")
     print(f"\n{'runtime':18} {'first call s':>12} {'peak RSS MiB':>13}  load 1/5/15 min   "
           f"{'one-time setup s':>16}  load 1/5/15 min")
     for name, f in fresh.items():
