@@ -1,15 +1,15 @@
 """The Segmenter's CPU runtimes side by side: torch fp32, torch bf16 (precision auto's choice where it pays),
 ONNX Runtime fp32 and ONNX Runtime int8 (dynamic).
 
-Same random full-size rd64-refined weights for all (made as bench/engine_vs_transformers.py makes them, or
---weights), 352x352, text prompts cached, at 1, 4 and 8 prompts. The runtimes run in turn, frame after frame,
-each after a 0.2 s pause (so that one runtime's threads, still spinning, do not slow the next one's frame), and
-each one's median is taken, so a neighbour's load hits all alike; ratios are against torch fp32, and the
-load average is printed beside each figure (a loaded machine slows torch's threads more than ONNX Runtime's).
-Each runtime also starts once in a fresh process: its first call (Segmenter creation, i.e. the ONNX Runtime
-session or the bf16 copy of the weights, plus the first frame; weights loading excluded) and its peak RSS; and
-the one-time setup in the parent (export and quantisation into an empty cache). With CUDA: torch fp16, torch
-fp16 under torch.compile and TensorRT fp16, in frames/s; without it, "GPU: skipped".
+Same random full-size rd64-refined weights for all (made as bench/engine_vs_transformers.py makes them, or --weights),
+352x352, text prompts cached, at 1, 4 and 8 prompts. The runtimes run in turn, frame after frame, each after a pause of
+common.SETTLE_S (so that one runtime's threads, still spinning, do not slow the next one's frame), and each one's median
+is taken, so a neighbour's load hits all alike; ratios are against torch fp32, and the load average is printed beside
+each figure (a loaded machine slows torch's threads more than ONNX Runtime's). Each runtime also starts once in a fresh
+process: its first call (Segmenter creation, i.e. the ONNX Runtime session or the bf16 copy of the weights, plus the
+first frame; weights loading excluded) and its peak RSS; and the one-time setup in the parent (export and quantisation
+into an empty cache). With CUDA: torch fp16, torch fp16 under torch.compile and TensorRT fp16, in frames/s; without it,
+"GPU: skipped".
 
     .venv/bin/python bench/runtimes.py [--runs 5] [--threads N] [--weights DIR] [--json out/bench/runtimes.json]
 """
