@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pty
@@ -49,8 +50,9 @@ def _read_all(controller: int) -> str:
     try:
         while piece := os.read(controller, 4096):
             pieces.append(piece)
-    except OSError:
-        pass
+    except OSError as error:
+        if error.errno != errno.EIO:
+            raise
     finally:
         os.close(controller)
     return b"".join(pieces).decode()
